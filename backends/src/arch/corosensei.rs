@@ -1,0 +1,153 @@
+//! A backend on corosensei, for every target without an assembly backend.
+//!
+//! corosensei coroutines are asymmetric: a coroutine can only yield back to whoever
+//! resumed it. Symmetric switching is built on top with a trampoline: the thread's own
+//! context runs a *driver loop* inside its pending [`Context::switch`], and a coroutine that
+//! wants to switch to another one yields a [`Transfer`] naming the target; the driver then
+//! resumes that target. Only the thread's stack ever resumes coroutines, so at most one
+//! driver loop is active per thread.
+
+use crate::stack::GuardedStack;
+use crate::{Context, EntryFn};
+use corosensei::stack::{Stack, StackPointer};
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+
+/// What a coroutine asks the driver loop to do when it yields.
+struct Transfer {
+    to: *mut CoroContext,
+    value: usize,
+    exited: bool,
+}
+
+/// What the driver hands a coroutine when it resumes it.
+struct Resume {
+    value: usize,
+    /// The context being resumed, so a starting coroutine can record its yielder there.
+    context: *mut CoroContext,
+}
+
+type Coro = Coroutine<Resume, Transfer, (), GuardedStack>;
+
+/// A context on the corosensei backend.
+pub struct CoroContext {
+    /// `None` for the thread's own context.
+    coroutine: Option<Coro>,
+    /// Set when the coroutine starts; valid while it is suspended or running.
+    yielder: *const Yielder<Resume, Transfer>,
+    entry: Option<EntryFn>,
+    data: *mut (),
+}
+
+// SAFETY: a `GuardedStack` owns a mapping with a guard page below `bottom` and at least
+// one page of usable memory; `top` and `bottom` are 16-byte aligned.
+unsafe impl Stack for GuardedStack {
+    fn base(&self) -> StackPointer {
+        StackPointer::new(self.top() as usize).expect("stack top is never null")
+    }
+
+    fn limit(&self) -> StackPointer {
+        StackPointer::new(self.bottom() as usize).expect("stack bottom is never null")
+    }
+}
+
+/// Body of every coroutine: records the yielder, then runs the context's entry function.
+fn coroutine_body(yielder: &Yielder<Resume, Transfer>, first: Resume) {
+    // SAFETY: the driver passes the context being resumed; it does not move while the
+    // coroutine lives (the `Context::switch` contract).
+    let context = unsafe { &mut *first.context };
+    context.yielder = yielder;
+    let entry = context.entry.expect("a coroutine context always has an entry");
+    // SAFETY: the entry function's contract is the caller's; it never returns.
+    unsafe { entry(first.value, context.data) }
+}
+
+unsafe impl Context for CoroContext {
+    const NAME: &'static str = "corosensei";
+
+    fn thread() -> Self {
+        CoroContext {
+            coroutine: None,
+            yielder: std::ptr::null(),
+            entry: None,
+            data: std::ptr::null_mut(),
+        }
+    }
+
+    fn new(stack: GuardedStack, entry: EntryFn, data: *mut ()) -> Self {
+        CoroContext {
+            coroutine: Some(Coroutine::with_stack(stack, coroutine_body)),
+            yielder: std::ptr::null(),
+            entry: Some(entry),
+            data,
+        }
+    }
+
+    unsafe fn set_data(&mut self, data: *mut ()) {
+        self.data = data;
+    }
+
+    unsafe fn switch(from: *mut Self, to: *mut Self, value: usize) -> usize {
+        // SAFETY: `from` is the running context (caller's contract).
+        let from_ref = unsafe { &*from };
+        if from_ref.coroutine.is_some() {
+            // Inside a coroutine: ask the driver loop to run `to`.
+            // SAFETY: a running coroutine recorded its yielder when it started.
+            let yielder = unsafe { &*from_ref.yielder };
+            return yielder
+                .suspend(Transfer {
+                    to,
+                    value,
+                    exited: false,
+                })
+                .value;
+        }
+        // On the thread's stack: drive coroutines until one hands control back to us.
+        let mut target = to;
+        let mut value = value;
+        while target != from {
+            // SAFETY: the target is a live context of this thread (caller's contract, and
+            // each coroutine names only such targets).
+            let Some(coroutine) = (unsafe { (*target).coroutine.as_mut() }) else {
+                // A second thread context: the core never makes one, so this is a bug.
+                std::process::abort();
+            };
+            let transfer = match coroutine.resume(Resume {
+                value,
+                context: target,
+            }) {
+                CoroutineResult::Yield(transfer) => transfer,
+                // Entry functions never return.
+                CoroutineResult::Return(()) => std::process::abort(),
+            };
+            if transfer.exited {
+                // SAFETY: the coroutine exited through `Context::exit`, after dropping
+                // everything it owned; nothing on its stack must run again.
+                unsafe { coroutine.force_reset() };
+            }
+            target = transfer.to;
+            value = transfer.value;
+        }
+        value
+    }
+
+    unsafe fn exit(from: *mut Self, to: *mut Self, value: usize) -> ! {
+        // SAFETY: `from` is the running coroutine (caller's contract).
+        let yielder = unsafe { &*(*from).yielder };
+        yielder.suspend(Transfer {
+            to,
+            value,
+            exited: true,
+        });
+        // The driver resets an exited coroutine; it is never resumed.
+        std::process::abort()
+    }
+
+    unsafe fn into_stack(self) -> Option<GuardedStack> {
+        let mut coroutine = self.coroutine?;
+        if coroutine.started() && !coroutine.done() {
+            // SAFETY: the caller accepts that a suspended context's frames are discarded.
+            unsafe { coroutine.force_reset() };
+        }
+        Some(coroutine.into_stack())
+    }
+}

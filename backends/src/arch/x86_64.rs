@@ -1,0 +1,2 @@
+//! x86-64 System V backend (placeholder on corosensei until the assembly lands).
+pub use super::corosensei::CoroContext as AsmContext;

@@ -1,0 +1,115 @@
+//! Stack switching for greenlet-rs: the [`Context`] trait, its backends and guarded stacks.
+//!
+//! A *context* is one line of execution with its own stack. The thread's own stack is a
+//! context too ([`Context::thread`]). [`Context::switch`] saves the running context and
+//! resumes another one, handing it a `usize`; that is the whole job of a backend. Greenlet
+//! semantics (parents, errors, kill-on-drop) live in the `greenlet` crate above and never
+//! leak into a backend.
+//!
+//! Backends, chosen by `cfg_if!` in [`arch`]:
+//! - x86-64 System V and AArch64 (AAPCS64): hand-written `naked` assembly;
+//! - every other target corosensei supports: a backend on corosensei;
+//! - anything else: a `compile_error!`.
+//!
+//! ```
+//! use greenlet_backends::{Context, DefaultContext, stack::GuardedStack};
+//! use std::cell::UnsafeCell;
+//!
+//! struct Pair { main: UnsafeCell<DefaultContext>, child: UnsafeCell<DefaultContext> }
+//!
+//! unsafe extern "C" fn child(value: usize, data: *mut ()) -> ! {
+//!     let pair = unsafe { &*(data as *const Pair) };
+//!     // Double what we get, forever.
+//!     let mut v = value;
+//!     loop {
+//!         v = unsafe { DefaultContext::switch(pair.child.get(), pair.main.get(), v * 2) };
+//!     }
+//! }
+//!
+//! let stack = GuardedStack::new(64 * 1024).unwrap();
+//! let pair = Box::new(Pair {
+//!     main: UnsafeCell::new(DefaultContext::thread()),
+//!     child: UnsafeCell::new(DefaultContext::new(stack, child, std::ptr::null_mut())),
+//! });
+//! let data = &*pair as *const Pair as *mut ();
+//! unsafe { (*pair.child.get()).set_data(data) };
+//! let got = unsafe { DefaultContext::switch(pair.main.get(), pair.child.get(), 21) };
+//! assert_eq!(got, 42);
+//! // The child is suspended forever; take its stack back without running anything on it.
+//! let child = pair.child.into_inner();
+//! drop(unsafe { child.into_stack() });
+//! ```
+#![warn(missing_docs)]
+
+pub mod arch;
+pub mod stack;
+
+pub use arch::DefaultContext;
+
+/// The function a new context runs when it is first resumed.
+///
+/// It receives the value passed to the first [`Context::switch`] into the context and the
+/// `data` pointer given to [`Context::new`]. It must never return: its last act is
+/// [`Context::exit`].
+pub type EntryFn = unsafe extern "C" fn(value: usize, data: *mut ()) -> !;
+
+/// A line of execution with its own stack that can be suspended and resumed.
+///
+/// # Safety
+///
+/// Implementations must save and restore every register the platform ABI says a call
+/// preserves, so that code on either side of a switch sees a normal function call.
+pub unsafe trait Context: Sized {
+    /// A short name for tables and diagnostics, e.g. `"asm-x86_64"`.
+    const NAME: &'static str;
+
+    /// The context of the code running now on the thread's own stack.
+    ///
+    /// It holds no stack; it only records where to resume once switched away from.
+    fn thread() -> Self;
+
+    /// A context that runs `entry(first_value, data)` on `stack` when first resumed.
+    fn new(stack: stack::GuardedStack, entry: EntryFn, data: *mut ()) -> Self;
+
+    /// Changes the `data` pointer a context not yet started will pass to its entry.
+    ///
+    /// Useful when `data` points at the structure that owns the context.
+    ///
+    /// # Safety
+    ///
+    /// The context must not have been resumed yet.
+    unsafe fn set_data(&mut self, data: *mut ());
+
+    /// Saves the running code into `from` and resumes `to`, handing it `value`.
+    ///
+    /// Returns the value passed by whoever resumes `from` later.
+    ///
+    /// # Safety
+    ///
+    /// `from` is the context that is running now; `to` is a context of this thread that is
+    /// new or suspended (never one that has exited). Neither may move in memory until it
+    /// has been resumed again or has exited.
+    unsafe fn switch(from: *mut Self, to: *mut Self, value: usize) -> usize;
+
+    /// Leaves `from` for good and resumes `to`, handing it `value`.
+    ///
+    /// Nothing on `from`'s stack runs again: every value with a destructor must have been
+    /// dropped before the call. Once `to` runs, `from`'s stack can be taken back with
+    /// [`Context::into_stack`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`Context::switch`]; in addition `from` must be a context made by
+    /// [`Context::new`], never the thread's.
+    unsafe fn exit(from: *mut Self, to: *mut Self, value: usize) -> !;
+
+    /// Gives back the stack of a context that is not running.
+    ///
+    /// Returns `None` for the thread's context.
+    ///
+    /// # Safety
+    ///
+    /// The context must not be running. If it is suspended, its frames are discarded
+    /// without running destructors: whatever they owned is leaked.
+    unsafe fn into_stack(self) -> Option<stack::GuardedStack>;
+}
