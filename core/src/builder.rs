@@ -1,0 +1,135 @@
+//! [`Builder`]: a greenlet with a chosen parent, stack size or name.
+
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::rc::Rc;
+
+use greenlet_backends::stack::DEFAULT_STACK_SIZE;
+
+use crate::error::Error;
+use crate::greenlet::{Greenlet, Inner, RunSlot, State};
+use crate::thread;
+use crate::value::Value;
+
+/// Configures a new greenlet before it is created.
+///
+/// ```
+/// use greenlet::Greenlet;
+/// let parent = Greenlet::new(|x| Ok(x));
+/// let child = Greenlet::builder()
+///     .parent(&parent)
+///     .stack_size(512 * 1024)
+///     .name("child")
+///     .build(|_| Ok("child result"));
+/// assert_eq!(child.parent(), Some(parent.clone()));
+/// // The child finishes into its unstarted parent, which starts with the child's result.
+/// let out = child.switch(()).unwrap();
+/// assert_eq!(out.downcast::<&str>().unwrap(), "child result");
+/// assert!(parent.is_dead());
+/// ```
+#[derive(Debug, Default)]
+pub struct Builder {
+    parent: Option<Greenlet>,
+    stack_size: Option<usize>,
+    name: Option<Box<str>>,
+}
+
+impl Builder {
+    /// A builder with the defaults: parent = current greenlet, default stack size, no name.
+    ///
+    /// ```
+    /// let g = greenlet::Builder::new().build(|_| Ok(()));
+    /// assert!(!g.is_started());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The parent (default: the greenlet current when [`build`](Self::build) is called).
+    ///
+    /// ```
+    /// use greenlet::{Builder, Greenlet};
+    /// let main = Greenlet::main();
+    /// assert_eq!(Builder::new().parent(&main).build(|_| Ok(())).parent(), Some(main));
+    /// ```
+    pub fn parent(mut self, parent: &Greenlet) -> Self {
+        self.parent = Some(parent.clone());
+        self
+    }
+
+    /// Usable stack size in bytes (default:
+    /// [`DEFAULT_STACK_SIZE`](greenlet_backends::stack::DEFAULT_STACK_SIZE)); rounded up to
+    /// the stack pool's size classes. A stack overflow hits a guard page and ends the
+    /// process with a message.
+    ///
+    /// ```
+    /// let g = greenlet::Builder::new().stack_size(4 << 20).build(|_| Ok(()));
+    /// g.switch(()).unwrap();
+    /// ```
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// A name, shown by `Debug`.
+    ///
+    /// ```
+    /// let g = greenlet::Builder::new().name("poller").build(|_| Ok(()));
+    /// assert!(format!("{g:?}").contains("\"poller\""));
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into().into_boxed_str());
+        self
+    }
+
+    /// Creates the greenlet. See [`Greenlet::new`] for what `run` receives and returns.
+    ///
+    /// # Panics
+    ///
+    /// Only if called from a thread-local destructor after this thread's greenlet state was
+    /// torn down; [`try_build`](Self::try_build) returns an error instead.
+    ///
+    /// ```
+    /// let g = greenlet::Builder::new().build(|x| Ok(x));
+    /// assert!(g.switch(1).unwrap().is::<i32>());
+    /// ```
+    pub fn build<F, R>(self, run: F) -> Greenlet
+    where
+        F: FnOnce(Value) -> Result<R, Error> + 'static,
+        R: 'static,
+    {
+        self.try_build(run)
+            .expect("greenlet state of this thread was already torn down")
+    }
+
+    /// Creates the greenlet, or fails with [`Error::ThreadExited`] during thread teardown,
+    /// or [`Error::WrongThread`] if the chosen parent belongs to another thread.
+    ///
+    /// ```
+    /// assert!(greenlet::Builder::new().try_build(|_| Ok(())).is_ok());
+    /// ```
+    pub fn try_build<F, R>(self, run: F) -> Result<Greenlet, Error>
+    where
+        F: FnOnce(Value) -> Result<R, Error> + 'static,
+        R: 'static,
+    {
+        let ts = thread::state()?;
+        let parent = match self.parent {
+            Some(parent) => {
+                parent.check_owner(ts)?;
+                parent
+            }
+            None => ts.current(),
+        };
+        let inner: Rc<Inner> = Rc::new(Inner {
+            state: Cell::new(State::Unstarted),
+            parent: RefCell::new(Some(parent)),
+            context: UnsafeCell::new(None),
+            owner: ts.serial,
+            stack_size: self.stack_size.unwrap_or(DEFAULT_STACK_SIZE),
+            name: self.name,
+            locals: RefCell::new(Vec::new()),
+            run: RunSlot(Cell::new(Some(run))),
+        });
+        Ok(Greenlet { inner })
+    }
+}

@@ -1,0 +1,135 @@
+//! Generators built on `switch`: a greenlet that yields values to whoever iterates it.
+//!
+//! [`yield_`] can be called from any plain function the generator body calls, however
+//! deeply nested, and from greenlets started inside the generator: it finds the nearest
+//! generator by walking up the parent chain.
+
+use std::marker::PhantomData;
+
+use crate::error::Error;
+use crate::greenlet::Greenlet;
+
+/// Marks a greenlet as the body of a generator.
+#[derive(Clone, Copy)]
+struct GeneratorMark;
+
+/// The greenlet waiting in `next()` for the generator's next value. Set by `next()` and
+/// taken by `yield_`, so a suspended generator holds no handle to its consumer.
+#[derive(Clone)]
+struct Consumer(Greenlet);
+
+/// An iterator over the values a greenlet body passes to [`yield_`].
+///
+/// Iteration ends when the body returns; an error it returns is the last item. Dropping a
+/// generator in the middle kills its greenlet: the pending `yield_` returns
+/// `Err(Error::Exit(..))`, which the body passes on with `?`.
+///
+/// ```
+/// use greenlet::{generator::yield_, Generator};
+/// fn count_to(n: u32) -> Result<(), greenlet::Error> {
+///     for i in 1..=n {
+///         yield_(i)?; // a plain function, called from the body
+///     }
+///     Ok(())
+/// }
+/// let squares: Vec<u32> = Generator::<u32>::new(|| count_to(4))
+///     .map(|v| v.unwrap() * 10)
+///     .collect();
+/// assert_eq!(squares, [10, 20, 30, 40]);
+/// ```
+pub struct Generator<T> {
+    greenlet: Greenlet,
+    finished: bool,
+    _yields: PhantomData<fn() -> T>,
+}
+
+impl<T: 'static> Generator<T> {
+    /// A generator running `body` on its own greenlet, lazily: nothing runs before the
+    /// first `next()`.
+    ///
+    /// ```
+    /// let mut g = greenlet::Generator::<u8>::new(|| Ok(()));
+    /// assert!(g.next().is_none());
+    /// ```
+    pub fn new<F>(body: F) -> Self
+    where
+        F: FnOnce() -> Result<(), Error> + 'static,
+    {
+        let greenlet = Greenlet::new(move |_| body());
+        greenlet.set_local(GeneratorMark);
+        Generator {
+            greenlet,
+            finished: false,
+            _yields: PhantomData,
+        }
+    }
+
+    /// The greenlet running the body.
+    ///
+    /// ```
+    /// let g = greenlet::Generator::<u8>::new(|| Ok(()));
+    /// assert!(!g.greenlet().is_started());
+    /// ```
+    pub fn greenlet(&self) -> &Greenlet {
+        &self.greenlet
+    }
+}
+
+impl<T: 'static> Iterator for Generator<T> {
+    type Item = Result<T, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        let consumer = match Greenlet::try_current() {
+            Ok(current) => current,
+            Err(error) => return Some(Err(error)),
+        };
+        // When the body returns, control comes back to whoever is consuming it now.
+        // (Refused only if the consumer runs inside the generator itself: then the
+        // body's parent chain already leads there.)
+        let _ = self.greenlet.set_parent(&consumer);
+        self.greenlet.set_local(Consumer(consumer));
+        let outcome = self.greenlet.switch(());
+        if self.greenlet.is_dead() {
+            self.finished = true;
+        }
+        match outcome {
+            Ok(_) if self.finished => None,
+            Ok(value) => Some(
+                value
+                    .downcast::<T>()
+                    .map_err(|other| Error::UnexpectedType {
+                        expected: std::any::type_name::<T>(),
+                        found: other.type_name(),
+                    }),
+            ),
+            Err(error) => Some(Err(error)),
+        }
+    }
+}
+
+/// Passes `value` to the consumer of the nearest enclosing generator and waits for the
+/// next `next()`.
+///
+/// Returns [`Error::YieldOutsideGenerator`] when no greenlet up the parent chain is a
+/// generator, and `Err(Error::Exit(..))` when the generator is dropped while waiting.
+///
+/// ```
+/// use greenlet::{generator::yield_, Error};
+/// assert!(matches!(yield_(1), Err(Error::YieldOutsideGenerator)));
+/// ```
+pub fn yield_<T: 'static>(value: T) -> Result<(), Error> {
+    let mut greenlet = Greenlet::try_current()?;
+    loop {
+        if greenlet.has_local::<GeneratorMark>() {
+            let Some(Consumer(consumer)) = greenlet.take_local::<Consumer>() else {
+                return Err(Error::YieldOutsideGenerator);
+            };
+            consumer.switch(value)?;
+            return Ok(());
+        }
+        greenlet = greenlet.parent().ok_or(Error::YieldOutsideGenerator)?;
+    }
+}

@@ -1,0 +1,453 @@
+//! The [`Greenlet`] handle, its shared state, and its state queries.
+
+use std::any::{Any, TypeId};
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::rc::Rc;
+
+use greenlet_backends::{Context, DefaultContext};
+
+use crate::builder::Builder;
+use crate::error::Error;
+use crate::switch::{self, Delivery};
+use crate::thread::{self, ThreadState};
+use crate::value::Value;
+
+/// Where a greenlet is in its life.
+///
+/// ```
+/// use greenlet::{Greenlet, State};
+/// let g = Greenlet::new(|_| Ok(()));
+/// assert_eq!(g.state(), State::Unstarted);
+/// g.switch(()).unwrap();
+/// assert_eq!(g.state(), State::Dead);
+/// assert_eq!(Greenlet::current().state(), State::Running);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Created, never switched to ("pending" in greenlet's words).
+    Unstarted,
+    /// Running now: the thread's current greenlet.
+    Running,
+    /// Started, switched away from, not finished.
+    Suspended,
+    /// Finished; its stack is released.
+    Dead,
+}
+
+/// The entry closure of a greenlet, stored inside its shared state until it starts.
+pub(crate) trait Run {
+    /// Takes the closure out and calls it with the first value; `None` if already taken.
+    fn call(&self, first: Value) -> Option<Result<Value, Error>>;
+    /// Takes the closure out and drops it without calling it.
+    fn discard(&self);
+}
+
+/// Holds a greenlet's closure until it starts.
+pub(crate) struct RunSlot<F>(pub(crate) Cell<Option<F>>);
+
+impl<F, R> Run for RunSlot<F>
+where
+    F: FnOnce(Value) -> Result<R, Error>,
+    R: 'static,
+{
+    fn call(&self, first: Value) -> Option<Result<Value, Error>> {
+        // Take the closure out before calling it, so nothing can reach it twice.
+        let run = self.0.take()?;
+        Some(run(first).map(Value::new))
+    }
+
+    fn discard(&self) {
+        // Drop outside the cell: the closure's captures may run arbitrary code.
+        let run = self.0.take();
+        drop(run);
+    }
+}
+
+/// The "closure" of a main greenlet, which runs the thread's own code and has none.
+pub(crate) struct NoRun;
+
+impl Run for NoRun {
+    fn call(&self, _first: Value) -> Option<Result<Value, Error>> {
+        None
+    }
+
+    fn discard(&self) {}
+}
+
+/// The state shared by all handles of one greenlet. The closure is stored last, unsized,
+/// so creating a greenlet makes a single allocation.
+pub(crate) struct Inner<R: ?Sized = dyn Run> {
+    pub(crate) state: Cell<State>,
+    /// `None` only for a main greenlet.
+    pub(crate) parent: RefCell<Option<Greenlet>>,
+    /// The backend context: the thread's for a main greenlet, `None` before the first start
+    /// and after death.
+    pub(crate) context: UnsafeCell<Option<DefaultContext>>,
+    /// Serial number of the owning thread (see [`crate::thread`]).
+    pub(crate) owner: u64,
+    pub(crate) stack_size: usize,
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) locals: RefCell<Vec<(TypeId, Box<dyn Any>)>>,
+    pub(crate) run: R,
+}
+
+impl<R: ?Sized> Drop for Inner<R> {
+    fn drop(&mut self) {
+        // A context still here belongs to a main greenlet, or to a suspended greenlet that
+        // could not be killed because its thread has exited: its frames are discarded
+        // without running destructors, and its stack goes back to the global pool.
+        if let Some(context) = self.context.get_mut().take() {
+            // SAFETY: nothing runs on a greenlet that has no handle left.
+            drop(unsafe { context.into_stack() });
+        }
+    }
+}
+
+/// A handle to a greenlet: a function running on its own stack that can be switched to
+/// and from.
+///
+/// Handles are cheap to clone and compare by identity. They are `!Send`: a greenlet belongs
+/// to the thread that created it. When the last handle of a *suspended* greenlet is dropped,
+/// the greenlet is killed: a [`GreenletExit`](crate::GreenletExit) is delivered at its
+/// pending switch so that it can return and run its destructors.
+///
+/// ```
+/// use greenlet::Greenlet;
+/// let echo = Greenlet::new(|first| -> Result<(), greenlet::Error> {
+///     let mut got = first;
+///     loop {
+///         // Send back what we got and wait for the next value.
+///         got = Greenlet::main().switch(got)?;
+///     }
+/// });
+/// assert_eq!(echo.switch(1).unwrap().downcast::<i32>().unwrap(), 1);
+/// assert_eq!(echo.switch("two").unwrap().downcast::<&str>().unwrap(), "two");
+/// ```
+#[derive(Clone)]
+pub struct Greenlet {
+    pub(crate) inner: Rc<Inner>,
+}
+
+impl Greenlet {
+    /// A new greenlet that will run `run` when first switched to, with the current greenlet
+    /// as its parent.
+    ///
+    /// `run` receives the value of the first switch. What it returns goes to its parent: an
+    /// `Ok` value as the result of the parent's pending switch, an `Err` as its error (an
+    /// [`Error::Exit`] becomes an ordinary value). Nothing runs, and no stack is taken,
+    /// until the first switch.
+    ///
+    /// # Panics
+    ///
+    /// Only if called from a thread-local destructor after this thread's greenlet state
+    /// was torn down; see [`Builder::try_build`].
+    ///
+    /// ```
+    /// use greenlet::Greenlet;
+    /// let g = Greenlet::new(|x| Ok(x.downcast::<i32>().unwrap() * 2));
+    /// assert_eq!(g.switch(21).unwrap().downcast::<i32>().unwrap(), 42);
+    /// ```
+    pub fn new<F, R>(run: F) -> Greenlet
+    where
+        F: FnOnce(Value) -> Result<R, Error> + 'static,
+        R: 'static,
+    {
+        Builder::new().build(run)
+    }
+
+    /// A builder to choose the parent, stack size and name of a new greenlet.
+    ///
+    /// ```
+    /// use greenlet::Greenlet;
+    /// let g = Greenlet::builder().stack_size(1 << 20).name("worker").build(|_| Ok(()));
+    /// assert_eq!(g.name(), Some("worker"));
+    /// ```
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// The greenlet running now in this thread.
+    ///
+    /// # Panics
+    ///
+    /// Only if called from a thread-local destructor after this thread's greenlet state was
+    /// torn down; [`Greenlet::try_current`] returns an error instead.
+    ///
+    /// ```
+    /// use greenlet::Greenlet;
+    /// assert!(Greenlet::current().is_main());
+    /// let g = Greenlet::new(|_| Ok(Greenlet::current()));
+    /// let inside = g.switch(()).unwrap().downcast::<Greenlet>().unwrap();
+    /// assert_eq!(inside, g);
+    /// ```
+    pub fn current() -> Greenlet {
+        Self::try_current().expect("greenlet state of this thread was already torn down")
+    }
+
+    /// The greenlet running now, or [`Error::ThreadExited`] during thread teardown.
+    ///
+    /// ```
+    /// assert!(greenlet::Greenlet::try_current().unwrap().is_main());
+    /// ```
+    pub fn try_current() -> Result<Greenlet, Error> {
+        Ok(thread::state()?.current())
+    }
+
+    /// The main greenlet of this thread: the one running the thread's own stack.
+    ///
+    /// # Panics
+    ///
+    /// As for [`Greenlet::current`].
+    ///
+    /// ```
+    /// use greenlet::Greenlet;
+    /// let main = Greenlet::main();
+    /// assert!(main.is_main() && main.parent().is_none());
+    /// ```
+    pub fn main() -> Greenlet {
+        thread::state()
+            .map(|ts| ts.main.clone())
+            .expect("greenlet state of this thread was already torn down")
+    }
+
+    /// Switches to this greenlet, handing it `value`; returns what is later switched back.
+    ///
+    /// If this greenlet is unstarted, it starts with `value` as its argument. If it is
+    /// dead, the value goes to its nearest live ancestor. If it is the current greenlet,
+    /// `value` comes straight back. The result is `Err` if an error is thrown at us while
+    /// we wait, or if a greenlet whose parent we are dies of an error.
+    ///
+    /// ```
+    /// use greenlet::Greenlet;
+    /// let g = Greenlet::new(|x| {
+    ///     let y = Greenlet::main().switch(x.downcast::<i32>().unwrap() + 1)?;
+    ///     Ok(y.downcast::<i32>().unwrap() + 1)
+    /// });
+    /// assert_eq!(g.switch(1).unwrap().downcast::<i32>().unwrap(), 2);
+    /// assert_eq!(g.switch(10).unwrap().downcast::<i32>().unwrap(), 11);
+    /// assert!(g.is_dead());
+    /// ```
+    pub fn switch<T: 'static>(&self, value: T) -> Result<Value, Error> {
+        switch::transfer(self, Delivery::Value(Value::new(value)))
+    }
+
+    /// Raises `error` in this greenlet: its pending switch returns `Err(error)`.
+    ///
+    /// An unstarted greenlet dies without running; a dead one forwards the error to its
+    /// nearest live ancestor; throwing into the current greenlet returns `Err(error)` at
+    /// once. The result is what comes back, as for [`Greenlet::switch`].
+    ///
+    /// ```
+    /// use greenlet::{Error, Greenlet};
+    /// let g = Greenlet::new(|_| {
+    ///     match Greenlet::main().switch(()) {
+    ///         Err(e) => Ok(format!("caught: {e}")),
+    ///         Ok(_) => Ok(String::from("no error")),
+    ///     }
+    /// });
+    /// g.switch(()).unwrap();
+    /// let out = g.throw(Error::msg("stop")).unwrap();
+    /// assert_eq!(out.downcast::<String>().unwrap(), "caught: stop");
+    /// ```
+    pub fn throw(&self, error: Error) -> Result<Value, Error> {
+        switch::transfer(self, Delivery::Error(error))
+    }
+
+    /// Throws a [`GreenletExit`](crate::GreenletExit) into this greenlet, asking it to
+    /// finish. A greenlet that returns it dies quietly and the `GreenletExit` comes back as
+    /// the result value.
+    ///
+    /// ```
+    /// use greenlet::{Greenlet, GreenletExit};
+    /// let g = Greenlet::new(|_| Ok(()));
+    /// let out = g.kill().unwrap(); // never started: dies without running
+    /// assert!(out.is::<GreenletExit>() && g.is_dead());
+    /// ```
+    pub fn kill(&self) -> Result<Value, Error> {
+        self.throw(Error::Exit(Default::default()))
+    }
+
+    /// The parent: where control goes when this greenlet finishes. `None` for a main
+    /// greenlet.
+    ///
+    /// ```
+    /// use greenlet::Greenlet;
+    /// let g = Greenlet::new(|_| Ok(()));
+    /// assert_eq!(g.parent(), Some(Greenlet::main()));
+    /// ```
+    pub fn parent(&self) -> Option<Greenlet> {
+        self.inner.parent.borrow().clone()
+    }
+
+    /// Changes the parent. Allowed in every state; refused for a main greenlet, for a
+    /// parent of another thread, and for a parent that would make the chain a cycle.
+    ///
+    /// ```
+    /// use greenlet::{Error, Greenlet};
+    /// let a = Greenlet::new(|_| Ok(()));
+    /// let b = Greenlet::new(|_| Ok(()));
+    /// b.set_parent(&a).unwrap();
+    /// assert!(matches!(a.set_parent(&b), Err(Error::CyclicParent)));
+    /// assert!(matches!(Greenlet::main().set_parent(&a), Err(Error::CannotReparentMain)));
+    /// ```
+    pub fn set_parent(&self, parent: &Greenlet) -> Result<(), Error> {
+        let ts = thread::state()?;
+        self.check_owner(ts)?;
+        parent.check_owner(ts)?;
+        if self.is_main() {
+            return Err(Error::CannotReparentMain);
+        }
+        let mut ancestor = Some(parent.clone());
+        while let Some(a) = ancestor {
+            if a == *self {
+                return Err(Error::CyclicParent);
+            }
+            ancestor = a.parent();
+        }
+        let old = self.inner.parent.replace(Some(parent.clone()));
+        // Dropped after the borrow ends: dropping the old parent may run its destructors.
+        drop(old);
+        Ok(())
+    }
+
+    /// The current state.
+    ///
+    /// ```
+    /// use greenlet::{Greenlet, State};
+    /// assert_eq!(Greenlet::main().state(), State::Running);
+    /// ```
+    pub fn state(&self) -> State {
+        self.inner.state.get()
+    }
+
+    /// Started and not finished: running or suspended (greenlet's `bool(g)`).
+    ///
+    /// ```
+    /// let g = greenlet::Greenlet::new(|_| Ok(()));
+    /// assert!(!g.is_active());
+    /// ```
+    pub fn is_active(&self) -> bool {
+        matches!(self.state(), State::Running | State::Suspended)
+    }
+
+    /// Ever switched to (running, suspended or dead).
+    ///
+    /// ```
+    /// let g = greenlet::Greenlet::new(|_| Ok(()));
+    /// assert!(!g.is_started());
+    /// g.switch(()).unwrap();
+    /// assert!(g.is_started());
+    /// ```
+    pub fn is_started(&self) -> bool {
+        self.state() != State::Unstarted
+    }
+
+    /// Finished.
+    ///
+    /// ```
+    /// let g = greenlet::Greenlet::new(|_| Ok(()));
+    /// g.switch(()).unwrap();
+    /// assert!(g.is_dead());
+    /// ```
+    pub fn is_dead(&self) -> bool {
+        self.state() == State::Dead
+    }
+
+    /// The greenlet running now in this thread.
+    ///
+    /// ```
+    /// assert!(greenlet::Greenlet::main().is_current());
+    /// ```
+    pub fn is_current(&self) -> bool {
+        self.state() == State::Running
+    }
+
+    /// A main greenlet: the one of its thread's own stack.
+    ///
+    /// ```
+    /// assert!(!greenlet::Greenlet::new(|_| Ok(())).is_main());
+    /// ```
+    pub fn is_main(&self) -> bool {
+        self.inner.parent.borrow().is_none()
+    }
+
+    /// The name given with [`Builder::name`], if any.
+    ///
+    /// ```
+    /// assert_eq!(greenlet::Greenlet::new(|_| Ok(())).name(), None);
+    /// ```
+    pub fn name(&self) -> Option<&str> {
+        self.inner.name.as_deref()
+    }
+
+    /// Whether this greenlet belongs to the calling thread. Reading it touches no shared
+    /// counter, so it is safe to ask from any thread through a raw pointer (the C ABI does).
+    ///
+    /// ```
+    /// assert!(greenlet::Greenlet::main().belongs_to_current_thread());
+    /// ```
+    pub fn belongs_to_current_thread(&self) -> bool {
+        thread::state().is_ok_and(|ts| ts.serial == self.inner.owner)
+    }
+
+    /// Fails with [`Error::WrongThread`] or [`Error::ThreadExited`] unless this greenlet
+    /// belongs to the thread of `ts`.
+    pub(crate) fn check_owner(&self, ts: &ThreadState) -> Result<(), Error> {
+        if self.inner.owner == ts.serial {
+            Ok(())
+        } else if thread::is_alive(self.inner.owner) {
+            Err(Error::WrongThread)
+        } else {
+            Err(Error::ThreadExited)
+        }
+    }
+
+    /// The backend context. Only called on greenlets that have one (started or main).
+    pub(crate) fn context_ptr(&self) -> *mut DefaultContext {
+        // SAFETY: the context lives inside the `Rc` allocation, which does not move; we
+        // only form a raw pointer, never a reference that could alias.
+        match unsafe { (*self.inner.context.get()).as_mut() } {
+            Some(context) => context,
+            // An internal invariant: switching only targets started or main greenlets.
+            None => switch::fatal("greenlet: switching to a greenlet without a context"),
+        }
+    }
+}
+
+impl PartialEq for Greenlet {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for Greenlet {}
+
+impl Hash for Greenlet {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (Rc::as_ptr(&self.inner) as *const () as usize).hash(state)
+    }
+}
+
+impl fmt::Debug for Greenlet {
+    /// Uses greenlet's state words: `pending`, `current`, `suspended`, `active`,
+    /// `started`, `main`, `dead`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<greenlet {:p}", Rc::as_ptr(&self.inner) as *const ())?;
+        if let Some(name) = self.name() {
+            write!(f, " {name:?}")?;
+        }
+        let words = match self.state() {
+            State::Unstarted => " pending",
+            State::Running => " current active started",
+            State::Suspended => " suspended active started",
+            State::Dead => " dead",
+        };
+        f.write_str(words)?;
+        if self.is_main() {
+            f.write_str(" main")?;
+        }
+        f.write_str(">")
+    }
+}
