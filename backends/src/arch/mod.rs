@@ -7,7 +7,11 @@
 pub mod corosensei;
 
 cfg_if::cfg_if! {
-    if #[cfg(all(target_arch = "x86_64", unix, not(target_os = "macos")))] {
+    if #[cfg(target_arch = "wasm32")] {
+        pub mod wasm;
+        /// The backend this target uses by default.
+        pub type DefaultContext = wasm::WasmContext;
+    } else if #[cfg(all(target_arch = "x86_64", unix, not(target_os = "macos")))] {
         pub mod x86_64;
         /// The backend this target uses by default.
         pub type DefaultContext = x86_64::AsmContext;
@@ -29,7 +33,8 @@ cfg_if::cfg_if! {
     } else {
         compile_error!(
             "greenlet-rs: unsupported target. Supported: x86-64 and AArch64 (assembly \
-             backends), riscv64, riscv32, arm, x86 and loongarch64 (corosensei backend)."
+             backends), riscv64, riscv32, arm, x86 and loongarch64 (corosensei backend), \
+             wasm32 (host fibers, greenlet_fiber_v1)."
         );
     }
 }
