@@ -1,0 +1,140 @@
+//! The global slot allocator: arenas carved into guarded slots, one free list per class.
+//!
+//! An arena is one large `mmap` reservation (`MAP_NORESERVE`: no memory or swap is
+//! committed until touched) holding equal slots of one size class. Slots are carved from
+//! the current arena of their class in address order; carving installs the slot's guard.
+//! A slot given back is released (`MADV_DONTNEED`, so it stops counting towards resident
+//! memory) and pushed on its class's free list, which `take` pops first.
+//!
+//! Arenas are never unmapped: a slot's memory stays valid for the life of the process,
+//! and the [registry](super::registry) the overflow handler reads never goes stale.
+//!
+//! Nothing here allocates on the path that reports exhaustion: the free list's capacity is
+//! reserved (fallibly) whenever an arena is added, so giving a slot back never grows it.
+
+use super::class::{self, SizeClass};
+use super::registry::{self, Arena};
+use super::{guard, os};
+use crate::stack::StackError;
+use std::io;
+use std::sync::{Mutex, MutexGuard};
+
+/// Bytes reserved per arena (less if that much address space cannot be had).
+#[cfg(target_pointer_width = "64")]
+const ARENA_BYTES: usize = 1 << 30;
+#[cfg(not(target_pointer_width = "64"))]
+const ARENA_BYTES: usize = 64 << 20;
+
+/// The allocator state of one size class.
+struct ClassState {
+    /// Base addresses of carved slots not in use; LIFO so recent (warm) slots go first.
+    ///
+    /// Invariant: `free.capacity() >= total`, so pushing never reallocates.
+    free: Vec<usize>,
+    /// Slots in all arenas of this class.
+    total: usize,
+    /// Base of the next slot to carve from the current arena.
+    next: usize,
+    /// Slots of the current arena not carved yet.
+    uncarved: usize,
+}
+
+#[allow(clippy::declare_interior_mutable_const)] // only used to initialise CLASSES
+const EMPTY: Mutex<ClassState> = Mutex::new(ClassState {
+    free: Vec::new(),
+    total: 0,
+    next: 0,
+    uncarved: 0,
+});
+
+static CLASSES: [Mutex<ClassState>; class::COUNT] = [EMPTY; class::COUNT];
+
+fn lock(class: SizeClass) -> MutexGuard<'static, ClassState> {
+    // Nothing panics while holding the lock, but a poisoned state would still be
+    // consistent: every update below is completed before the guard drops.
+    CLASSES[class.index()]
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Hands out the base of a guarded slot of `class`, not in use by anyone.
+pub(super) fn take(class: SizeClass) -> Result<*mut u8, StackError> {
+    let mut state = lock(class);
+    if let Some(base) = state.free.pop() {
+        return Ok(base as *mut u8);
+    }
+    if state.uncarved == 0 {
+        add_arena(class, &mut state)?;
+    }
+    let base = state.next as *mut u8;
+    // SAFETY: `base` starts an uncarved slot of an arena of ours: page-aligned, read-write
+    // and unused; its first `guard_len` bytes are the slot's guard.
+    unsafe { guard::install(base, class::guard_len()) }.map_err(StackError::Exhausted)?;
+    state.next += class.slot_size();
+    state.uncarved -= 1;
+    Ok(base)
+}
+
+/// Takes back a slot handed out by [`take`], releasing its memory.
+///
+/// # Safety
+///
+/// `base` came from `take(class)`, and nothing uses the slot any more.
+pub(super) unsafe fn give(class: SizeClass, base: *mut u8) {
+    let guard_len = class::guard_len();
+    // SAFETY: the usable part of the slot is read-write memory of ours whose contents are
+    // dead (the caller's contract); the guard is left alone.
+    unsafe { os::release(base.add(guard_len), class.usable()) };
+    let mut state = lock(class);
+    debug_assert!(state.free.len() < state.free.capacity());
+    state.free.push(base as usize);
+}
+
+/// Reserves a new arena for `class` and makes it the one slots are carved from.
+fn add_arena(class: SizeClass, state: &mut ClassState) -> Result<(), StackError> {
+    let slot_size = class.slot_size();
+    let (base, slots) = reserve(slot_size)?;
+    let len = slots * slot_size;
+    // Keep the free list able to hold every slot of the class without growing later.
+    let needed = state.total + slots - state.free.len();
+    if state.free.try_reserve(needed).is_err() {
+        // SAFETY: the arena was mapped just above and nothing knows about it.
+        unsafe { os::unmap(base, len) };
+        return Err(StackError::Exhausted(io::Error::from_raw_os_error(
+            libc::ENOMEM,
+        )));
+    }
+    let arena = Arena {
+        base: base as usize,
+        len,
+        slot_size,
+        guard_len: class::guard_len(),
+    };
+    if let Err(e) = registry::register(arena) {
+        // SAFETY: as above; the arena is unknown to anyone.
+        unsafe { os::unmap(base, len) };
+        return Err(e);
+    }
+    // Stacks are touched from the top down, a little at a time: huge pages would only
+    // inflate resident memory. Advice only, so a failure changes nothing.
+    // SAFETY: the arena is ours and holds nothing yet.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = unsafe { os::advise(base, len, libc::MADV_NOHUGEPAGE) };
+    state.total += slots;
+    state.next = base as usize;
+    state.uncarved = slots;
+    Ok(())
+}
+
+/// Maps an arena of as many slots as fit in [`ARENA_BYTES`] (at least one), halving the
+/// count while the address space refuses, down to a single slot.
+fn reserve(slot_size: usize) -> Result<(*mut u8, usize), StackError> {
+    let mut slots = (ARENA_BYTES / slot_size).max(1);
+    loop {
+        match os::map_reserve(slots * slot_size) {
+            Ok(base) => return Ok((base, slots)),
+            Err(_) if slots > 1 => slots /= 2,
+            Err(e) => return Err(StackError::Exhausted(e)),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Size classes: the fixed slot geometries requested stack sizes are rounded up to.
+//!
+//! A slot is a guard region followed by the usable stack:
+//!
+//! ```text
+//!   slot base                bottom()                                 top() = next slot
+//!   |-- guard (GUARD_SIZE) --|---------- usable (2^k bytes) ----------|
+//!   inaccessible              the stack grows down from top() towards bottom()
+//! ```
+//!
+//! The usable size is a power of two of at least [`MIN_SHIFT`] bits and at least a page;
+//! the guard is [`GUARD_SIZE`] rounded up to a page. Both are page multiples, so every
+//! slot boundary, and with it every `top()`, is page-aligned (hence 16-byte aligned).
+
+use super::os;
+use crate::stack::StackError;
+
+/// log2 of the smallest usable size (16 KiB).
+const MIN_SHIFT: u32 = 14;
+
+/// log2 of the largest usable size: 1 GiB on 64-bit targets, 256 MiB on 32-bit ones.
+#[cfg(target_pointer_width = "64")]
+const MAX_SHIFT: u32 = 30;
+#[cfg(not(target_pointer_width = "64"))]
+const MAX_SHIFT: u32 = 28;
+
+/// The largest usable size a stack can have, in bytes.
+///
+/// Asking for more fails with [`StackError::TooLarge`].
+///
+/// ```
+/// use greenlet_backends::stack::{GuardedStack, MAX_STACK_SIZE};
+/// assert!(GuardedStack::new(MAX_STACK_SIZE + 1).is_err());
+/// ```
+pub const MAX_STACK_SIZE: usize = 1 << MAX_SHIFT;
+
+/// How many size classes there are.
+pub(super) const COUNT: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
+
+/// Bytes of guard below each stack before rounding up to a page.
+///
+/// Several pages, so that a frame larger than one page that is not probed page by page
+/// still lands in the guard rather than in the stack below.
+const GUARD_SIZE: usize = 16 * 1024;
+
+/// One size class; `usable() == 2^(MIN_SHIFT + index)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct SizeClass(u8);
+
+impl SizeClass {
+    /// The smallest class with at least `usable_size` usable bytes.
+    pub(super) fn for_size(usable_size: usize) -> Result<Self, StackError> {
+        if usable_size > MAX_STACK_SIZE {
+            return Err(StackError::TooLarge(usable_size));
+        }
+        let wanted = usable_size.max(1 << MIN_SHIFT).max(os::page_size());
+        // `wanted <= MAX_STACK_SIZE` unless pages are larger than that, which no system has.
+        let shift = wanted.next_power_of_two().trailing_zeros().min(MAX_SHIFT);
+        // The cast cannot truncate: the difference is below COUNT.
+        Ok(SizeClass((shift - MIN_SHIFT) as u8))
+    }
+
+    /// Position of this class among all classes, for per-class tables.
+    pub(super) fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
+    /// Usable bytes of a stack of this class.
+    pub(super) fn usable(self) -> usize {
+        1 << (MIN_SHIFT + u32::from(self.0))
+    }
+
+    /// Bytes of one slot: guard plus usable stack.
+    pub(super) fn slot_size(self) -> usize {
+        guard_len() + self.usable()
+    }
+}
+
+/// Bytes of guard at the low end of every slot: [`GUARD_SIZE`] rounded up to a page.
+pub(super) fn guard_len() -> usize {
+    GUARD_SIZE.next_multiple_of(os::page_size())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_round_up_to_a_power_of_two_of_at_least_16_kib_and_a_page() {
+        let page = os::page_size();
+        let min = (16 * 1024).max(page);
+        assert_eq!(SizeClass::for_size(0).unwrap().usable(), min);
+        assert_eq!(SizeClass::for_size(1).unwrap().usable(), min);
+        assert_eq!(SizeClass::for_size(min).unwrap().usable(), min);
+        assert_eq!(SizeClass::for_size(min + 1).unwrap().usable(), 2 * min);
+        assert_eq!(SizeClass::for_size(200_000).unwrap().usable(), 256 * 1024);
+        let largest = SizeClass::for_size(MAX_STACK_SIZE).unwrap();
+        assert_eq!(largest.usable(), MAX_STACK_SIZE);
+        assert_eq!(largest.index(), COUNT - 1);
+    }
+
+    #[test]
+    fn sizes_above_the_maximum_are_too_large() {
+        assert!(matches!(
+            SizeClass::for_size(MAX_STACK_SIZE + 1),
+            Err(StackError::TooLarge(n)) if n == MAX_STACK_SIZE + 1
+        ));
+        assert!(SizeClass::for_size(usize::MAX).is_err());
+    }
+
+    #[test]
+    fn slots_are_page_multiples_with_a_guard_of_several_pages() {
+        let page = os::page_size();
+        assert_eq!(guard_len() % page, 0);
+        assert!(guard_len() >= 16 * 1024);
+        for index in 0..COUNT {
+            let class = SizeClass(index as u8);
+            assert_eq!(class.slot_size() % page, 0);
+            assert_eq!(class.slot_size(), guard_len() + class.usable());
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! [`GuardedStack`]: exclusive ownership of one guarded slot.
+
+use super::arena;
+use super::class::{self, SizeClass};
+use crate::stack::StackError;
+use std::fmt;
+use std::ptr::NonNull;
+
+/// A stack with an inaccessible guard region below it, owned exclusively.
+///
+/// The stack occupies one slot of a shared arena (see the [module docs](crate::stack)).
+/// Dropping it gives the slot back to the process-wide free list of its size class, after
+/// releasing its memory; nothing is ever unmapped. Running past [`bottom`](Self::bottom)
+/// touches the guard, which faults; [`install_overflow_handler`](super::install_overflow_handler)
+/// turns that fault into a clear message.
+///
+/// ```
+/// use greenlet_backends::stack::GuardedStack;
+/// let stack = GuardedStack::new(64 * 1024).unwrap();
+/// assert_eq!(stack.top() as usize - stack.bottom() as usize, stack.usable_size());
+/// assert_eq!(stack.top() as usize % 16, 0);
+/// ```
+pub struct GuardedStack {
+    /// Base of the slot: the lowest byte of the guard. Also keeps the type `!Send` and
+    /// `!Sync`, as stacks belong to the thread whose greenlets run on them.
+    slot: NonNull<u8>,
+    class: SizeClass,
+}
+
+impl GuardedStack {
+    /// A stack with at least `usable_size` usable bytes, taken from the process-wide pool.
+    ///
+    /// The size is rounded up to a power of two of at least 16 KiB (see
+    /// [`usable_size`](Self::usable_size)). Fails with [`StackError::TooLarge`] above
+    /// [`MAX_STACK_SIZE`](super::MAX_STACK_SIZE), and with another [`StackError`] when the
+    /// process is out of address space or memory mappings; it never panics.
+    ///
+    /// A [`StackPool`](super::StackPool) is faster when stacks come and go often.
+    ///
+    /// ```
+    /// let stack = greenlet_backends::stack::GuardedStack::new(64 * 1024).unwrap();
+    /// assert!(stack.usable_size() >= 64 * 1024);
+    /// ```
+    pub fn new(usable_size: usize) -> Result<Self, StackError> {
+        Self::of_class(SizeClass::for_size(usable_size)?)
+    }
+
+    pub(super) fn of_class(class: SizeClass) -> Result<Self, StackError> {
+        let slot = arena::take(class)?;
+        Ok(GuardedStack {
+            // A slot lies in a successful mapping, which never starts at address 0.
+            slot: NonNull::new(slot).ok_or(StackError::Exhausted(
+                std::io::Error::from_raw_os_error(libc::ENOMEM),
+            ))?,
+            class,
+        })
+    }
+
+    pub(super) fn class(&self) -> SizeClass {
+        self.class
+    }
+
+    /// The highest address of the stack (exclusive); stacks grow down from here.
+    ///
+    /// Page-aligned, so 16-byte aligned as every supported ABI requires.
+    ///
+    /// ```
+    /// let stack = greenlet_backends::stack::GuardedStack::new(16 * 1024).unwrap();
+    /// assert_eq!(stack.top() as usize % 16, 0);
+    /// ```
+    pub fn top(&self) -> *mut u8 {
+        // SAFETY: the slot spans `slot_size` bytes, so this is one past its end.
+        unsafe { self.slot.as_ptr().add(self.class.slot_size()) }
+    }
+
+    /// The lowest usable address of the stack; the guard region lies just below.
+    ///
+    /// ```
+    /// let stack = greenlet_backends::stack::GuardedStack::new(16 * 1024).unwrap();
+    /// // The lowest usable byte can be written; the one below it would fault.
+    /// unsafe { stack.bottom().write_volatile(1) };
+    /// ```
+    pub fn bottom(&self) -> *mut u8 {
+        // SAFETY: the guard is the first `guard_len` bytes of the slot.
+        unsafe { self.slot.as_ptr().add(class::guard_len()) }
+    }
+
+    /// Usable bytes between [`bottom`](Self::bottom) and [`top`](Self::top): the size
+    /// asked for, rounded up to its size class.
+    ///
+    /// ```
+    /// let stack = greenlet_backends::stack::GuardedStack::new(100_000).unwrap();
+    /// assert_eq!(stack.usable_size(), 128 * 1024);
+    /// ```
+    pub fn usable_size(&self) -> usize {
+        self.class.usable()
+    }
+}
+
+impl Drop for GuardedStack {
+    fn drop(&mut self) {
+        // SAFETY: the slot came from `arena::take(self.class)`, and whoever ran code on
+        // this stack has finished with it before giving up the stack.
+        unsafe { arena::give(self.class, self.slot.as_ptr()) };
+    }
+}
+
+impl fmt::Debug for GuardedStack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardedStack")
+            .field("bottom", &self.bottom())
+            .field("top", &self.top())
+            .field("usable_size", &self.usable_size())
+            .finish()
+    }
+}
