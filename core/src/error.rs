@@ -107,12 +107,26 @@ impl Error {
     /// An error from any `std::error::Error` type, to [`throw`](crate::Greenlet::throw) or
     /// to return from a greenlet.
     ///
+    /// A [`GreenletExit`] becomes [`Error::Exit`], so it keeps its meaning (a greenlet dying
+    /// of it returns it to its parent as a value), and an `Error` is returned unchanged.
+    ///
     /// ```
-    /// let e = greenlet::Error::new(std::io::Error::other("disk full"));
+    /// use greenlet::{Error, GreenletExit};
+    /// let e = Error::new(std::io::Error::other("disk full"));
     /// assert!(e.downcast_ref::<std::io::Error>().is_some());
+    /// assert!(Error::new(GreenletExit::new("bye")).is_exit());
     /// ```
     pub fn new(error: impl std::error::Error + 'static) -> Self {
-        Error::Thrown(Box::new(error))
+        let boxed: Box<dyn std::error::Error + 'static> = Box::new(error);
+        // Without this, `Error::new(GreenletExit::new(..))` made a `Thrown` error: not
+        // `is_exit()`, and propagated to the parent as an error (catalog item 47).
+        match boxed.downcast::<GreenletExit>() {
+            Ok(exit) => Error::Exit(*exit),
+            Err(boxed) => match boxed.downcast::<Error>() {
+                Ok(error) => *error,
+                Err(boxed) => Error::Thrown(boxed),
+            },
+        }
     }
 
     /// An error carrying only a message.
