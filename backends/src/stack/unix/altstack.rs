@@ -97,6 +97,7 @@ impl AltStack {
         let Ok(mapping) = os::map_reserve(len) else {
             return false;
         };
+        let mapping = mapping.as_ptr();
         // SAFETY: the first page of a fresh mapping of ours, used by nothing yet.
         let guarded = unsafe { guard::install(mapping, page) }.is_ok();
         let stack = libc::stack_t {

@@ -17,6 +17,7 @@ use super::registry::{self, Arena};
 use super::{guard, os};
 use crate::stack::StackError;
 use std::io;
+use std::ptr::NonNull;
 use std::sync::{Mutex, MutexGuard};
 
 /// Bytes reserved per arena (less if that much address space cannot be had).
@@ -58,21 +59,26 @@ fn lock(class: SizeClass) -> MutexGuard<'static, ClassState> {
 }
 
 /// Hands out the base of a guarded slot of `class`, not in use by anyone.
-pub(super) fn take(class: SizeClass) -> Result<*mut u8, StackError> {
+pub(super) fn take(class: SizeClass) -> Result<NonNull<u8>, StackError> {
     let mut state = lock(class);
-    if let Some(base) = state.free.pop() {
-        return Ok(base as *mut u8);
-    }
-    if state.uncarved == 0 {
-        add_arena(class, &mut state)?;
-    }
-    let base = state.next as *mut u8;
-    // SAFETY: `base` starts an uncarved slot of an arena of ours: page-aligned, read-write
-    // and unused; its first `guard_len` bytes are the slot's guard.
-    unsafe { guard::install(base, class::guard_len()) }.map_err(StackError::Exhausted)?;
-    state.next += class.slot_size();
-    state.uncarved -= 1;
-    Ok(base)
+    let base = match state.free.pop() {
+        Some(base) => base,
+        None => {
+            if state.uncarved == 0 {
+                add_arena(class, &mut state)?;
+            }
+            let base = state.next;
+            // SAFETY: `base` starts an uncarved slot of an arena of ours: page-aligned,
+            // read-write and unused; its first `guard_len` bytes are the slot's guard.
+            unsafe { guard::install(base as *mut u8, class::guard_len()) }
+                .map_err(StackError::Exhausted)?;
+            state.next += class.slot_size();
+            state.uncarved -= 1;
+            base
+        }
+    };
+    // SAFETY: slots lie in mappings, which `os::map_reserve` never returns at address 0.
+    Ok(unsafe { NonNull::new_unchecked(base as *mut u8) })
 }
 
 /// Takes back a slot handed out by [`take`], releasing its memory.
@@ -80,20 +86,21 @@ pub(super) fn take(class: SizeClass) -> Result<*mut u8, StackError> {
 /// # Safety
 ///
 /// `base` came from `take(class)`, and nothing uses the slot any more.
-pub(super) unsafe fn give(class: SizeClass, base: *mut u8) {
+pub(super) unsafe fn give(class: SizeClass, base: NonNull<u8>) {
     let guard_len = class::guard_len();
     // SAFETY: the usable part of the slot is read-write memory of ours whose contents are
     // dead (the caller's contract); the guard is left alone.
-    unsafe { os::release(base.add(guard_len), class.usable()) };
+    unsafe { os::release(base.as_ptr().add(guard_len), class.usable()) };
     let mut state = lock(class);
     debug_assert!(state.free.len() < state.free.capacity());
-    state.free.push(base as usize);
+    state.free.push(base.as_ptr() as usize);
 }
 
 /// Reserves a new arena for `class` and makes it the one slots are carved from.
 fn add_arena(class: SizeClass, state: &mut ClassState) -> Result<(), StackError> {
     let slot_size = class.slot_size();
     let (base, slots) = reserve(slot_size)?;
+    let base = base.as_ptr();
     let len = slots * slot_size;
     // Keep the free list able to hold every slot of the class without growing later.
     let needed = state.total + slots - state.free.len();
@@ -128,7 +135,7 @@ fn add_arena(class: SizeClass, state: &mut ClassState) -> Result<(), StackError>
 
 /// Maps an arena of as many slots as fit in [`ARENA_BYTES`] (at least one), halving the
 /// count while the address space refuses, down to a single slot.
-fn reserve(slot_size: usize) -> Result<(*mut u8, usize), StackError> {
+fn reserve(slot_size: usize) -> Result<(NonNull<u8>, usize), StackError> {
     let mut slots = (ARENA_BYTES / slot_size).max(1);
     loop {
         match os::map_reserve(slots * slot_size) {

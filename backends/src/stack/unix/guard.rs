@@ -52,14 +52,19 @@ pub(super) fn mode() -> io::Result<GuardMode> {
 ///
 /// The range must be page-aligned read-write memory of ours that nothing uses.
 pub(super) unsafe fn install(addr: *mut u8, len: usize) -> io::Result<()> {
-    match mode()? {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if mode()? == GuardMode::MadviseGuard {
         // SAFETY: forwarded from the caller; MADV_GUARD_INSTALL discards the range's
         // contents, which the caller says are unused.
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        GuardMode::MadviseGuard => unsafe { os::advise(addr, len, os::MADV_GUARD_INSTALL) },
-        // SAFETY: forwarded from the caller.
-        _ => unsafe { os::protect_none(addr, len) },
+        match unsafe { os::advise(addr, len, os::MADV_GUARD_INSTALL) } {
+            // EINVAL despite a good probe: the mapping is one the advice refuses, e.g.
+            // locked by `mlockall(MCL_FUTURE)`. A guard page still works there.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            result => return result,
+        }
     }
+    // SAFETY: forwarded from the caller.
+    unsafe { os::protect_none(addr, len) }
 }
 
 fn probe() -> io::Result<GuardMode> {
@@ -78,7 +83,7 @@ fn probe_madvise() -> io::Result<GuardMode> {
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn probe_madvise() -> io::Result<GuardMode> {
     let page = os::page_size();
-    let scratch = os::map_reserve(page)?;
+    let scratch = os::map_reserve(page)?.as_ptr();
     // SAFETY: `scratch` is a fresh page of ours that nothing else knows about.
     let works = match unsafe { os::advise(scratch, page, os::MADV_GUARD_INSTALL) } {
         Err(_) => false, // EINVAL on kernels before 6.13; EPERM under some sandboxes
@@ -132,7 +137,7 @@ mod tests {
     #[test]
     fn the_kernel_can_read_ordinary_memory() {
         let page = os::page_size();
-        let scratch = os::map_reserve(page).unwrap();
+        let scratch = os::map_reserve(page).unwrap().as_ptr();
         assert!(!kernel_cannot_read(scratch));
         // SAFETY: the page was only used above.
         unsafe { os::unmap(scratch, page) };

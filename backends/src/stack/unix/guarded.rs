@@ -1,7 +1,7 @@
 //! [`GuardedStack`]: exclusive ownership of one guarded slot.
 
-use super::arena;
 use super::class::{self, SizeClass};
+use super::{arena, overflow};
 use crate::stack::StackError;
 use std::fmt;
 use std::ptr::NonNull;
@@ -42,18 +42,14 @@ impl GuardedStack {
     /// assert!(stack.usable_size() >= 64 * 1024);
     /// ```
     pub fn new(usable_size: usize) -> Result<Self, StackError> {
+        overflow::prepare_thread();
         Self::of_class(SizeClass::for_size(usable_size)?)
     }
 
+    /// A stack of `class` from the process-wide free list or a new slot.
     pub(super) fn of_class(class: SizeClass) -> Result<Self, StackError> {
         let slot = arena::take(class)?;
-        Ok(GuardedStack {
-            // A slot lies in a successful mapping, which never starts at address 0.
-            slot: NonNull::new(slot).ok_or(StackError::Exhausted(
-                std::io::Error::from_raw_os_error(libc::ENOMEM),
-            ))?,
-            class,
-        })
+        Ok(GuardedStack { slot, class })
     }
 
     pub(super) fn class(&self) -> SizeClass {
@@ -101,7 +97,7 @@ impl Drop for GuardedStack {
     fn drop(&mut self) {
         // SAFETY: the slot came from `arena::take(self.class)`, and whoever ran code on
         // this stack has finished with it before giving up the stack.
-        unsafe { arena::give(self.class, self.slot.as_ptr()) };
+        unsafe { arena::give(self.class, self.slot) };
     }
 }
 

@@ -4,6 +4,7 @@
 //! allocates, so the callers can report exhaustion without needing memory.
 
 use std::io;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// `madvise` advice that installs guard markers on a range (Linux ≥ 6.13).
@@ -13,6 +14,27 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Defined here because older `libc` releases lack it.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(super) const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// `MAP_NORESERVE` where the system has it: do not reserve swap for the mapping. Elsewhere
+/// (the BSDs) anonymous mappings never reserve it anyway.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "netbsd",
+    target_os = "solaris",
+    target_os = "illumos",
+))]
+const MAP_NORESERVE: libc::c_int = libc::MAP_NORESERVE;
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "netbsd",
+    target_os = "solaris",
+    target_os = "illumos",
+)))]
+const MAP_NORESERVE: libc::c_int = 0;
 
 /// The size of a memory page, read once from the system.
 pub(super) fn page_size() -> usize {
@@ -35,7 +57,7 @@ pub(super) fn page_size() -> usize {
 /// Reserves `len` bytes of private anonymous read-write memory, without reserving swap.
 ///
 /// Pages are only backed by memory once touched.
-pub(super) fn map_reserve(len: usize) -> io::Result<*mut u8> {
+pub(super) fn map_reserve(len: usize) -> io::Result<NonNull<u8>> {
     // SAFETY: an anonymous private mapping at an address the kernel picks cannot alias any
     // existing memory; the result is checked before use.
     let addr = unsafe {
@@ -43,16 +65,21 @@ pub(super) fn map_reserve(len: usize) -> io::Result<*mut u8> {
             std::ptr::null_mut(),
             len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | MAP_NORESERVE,
             -1,
             0,
         )
     };
     if addr == libc::MAP_FAILED {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(addr.cast())
+        return Err(io::Error::last_os_error());
     }
+    NonNull::new(addr.cast()).ok_or_else(|| {
+        // Only a system allowing mappings at address 0 could get here; a null stack pointer
+        // would be ambiguous, so give that range back and report no memory.
+        // SAFETY: the mapping was just made and is unknown to anyone.
+        unsafe { libc::munmap(addr, len) };
+        io::Error::from_raw_os_error(libc::ENOMEM)
+    })
 }
 
 /// Unmaps a range returned by [`map_reserve`].

@@ -50,9 +50,12 @@ static INSTALL: Once = Once::new();
 /// it has none (freed when the thread exits), since the handler cannot run on the stack
 /// that overflowed.
 ///
-/// Call it on every thread that runs greenlets, before running them. It is idempotent and
-/// cheap after the first call on a thread. Best effort: if no memory can be had for an
-/// alternate stack, an overflow on that thread still crashes, just without the message.
+/// Call it before running greenlets. Once it has run, every thread that takes a stack
+/// ([`GuardedStack::new`](super::GuardedStack::new), [`StackPool::take`](super::StackPool::take))
+/// gets an alternate signal stack too; calling it on each thread that runs greenlets
+/// covers threads that run stacks taken elsewhere. It is idempotent and cheap after the
+/// first call on a thread. Best effort: if no memory can be had for an alternate stack,
+/// an overflow on that thread still crashes, just without the message.
 ///
 /// ```
 /// greenlet_backends::stack::install_overflow_handler();
@@ -65,6 +68,17 @@ pub fn install_overflow_handler() {
         }
     });
     altstack::ensure();
+}
+
+/// If [`install_overflow_handler`] has run in this process, makes sure the calling thread
+/// has an alternate signal stack too, so the handler can report an overflow there.
+///
+/// Called whenever a thread takes a stack: threads that only run greenlets, without
+/// calling [`install_overflow_handler`] themselves, are then covered as well.
+pub(super) fn prepare_thread() {
+    if INSTALL.is_completed() {
+        altstack::ensure();
+    }
 }
 
 fn install(index: usize, signal: libc::c_int) {
@@ -233,10 +247,10 @@ mod tests {
     #[test]
     fn the_report_names_the_address_and_the_cause() {
         let mut message = Message::new();
-        report(&mut message, 0x7f01_2340_0fff);
+        report(&mut message, 0x2340_0fff);
         assert_eq!(
             std::str::from_utf8(message.as_bytes()).unwrap(),
-            "thread has overflowed a greenlet stack (guard page hit at 0x7f0123400fff)\n\
+            "thread has overflowed a greenlet stack (guard page hit at 0x23400fff)\n\
              fatal runtime error: greenlet stack overflow, aborting\n"
         );
     }
@@ -276,6 +290,26 @@ mod tests {
             install_overflow_handler();
             assert!(altstack::current_size().unwrap() >= 64 * 1024);
             install_overflow_handler();
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn taking_a_stack_once_the_handler_is_installed_gives_the_thread_an_alternate_stack() {
+        install_overflow_handler();
+        std::thread::spawn(|| {
+            let disable = libc::stack_t {
+                ss_sp: ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
+            // SAFETY: as in the test above.
+            assert_eq!(unsafe { libc::sigaltstack(&disable, ptr::null_mut()) }, 0);
+            assert_eq!(altstack::current_size(), None);
+            let stack = crate::stack::StackPool::new().take(16 * 1024).unwrap();
+            assert!(altstack::current_size().is_some());
+            drop(stack);
         })
         .join()
         .unwrap();

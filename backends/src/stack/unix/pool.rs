@@ -2,6 +2,7 @@
 
 use super::class::{self, SizeClass};
 use super::guarded::GuardedStack;
+use super::overflow;
 use crate::stack::StackError;
 use std::fmt;
 
@@ -60,6 +61,7 @@ impl StackPool {
     /// ```
     pub fn take(&mut self, usable_size: usize) -> Result<GuardedStack, StackError> {
         let class = SizeClass::for_size(usable_size)?;
+        overflow::prepare_thread();
         match self.cached[class.index()].pop() {
             Some(stack) => Ok(stack),
             None => GuardedStack::of_class(class),
