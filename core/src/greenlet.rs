@@ -432,11 +432,16 @@ impl Hash for Greenlet {
 
 impl fmt::Debug for Greenlet {
     /// Uses greenlet's state words: `pending`, `current`, `suspended`, `active`,
-    /// `started`, `main`, `dead`.
+    /// `started`, `main`, `dead`, and `(thread exited)` for a greenlet whose thread is gone.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "<greenlet {:p}", Rc::as_ptr(&self.inner) as *const ())?;
         if let Some(name) = self.name() {
             write!(f, " {name:?}")?;
+        }
+        // Catalog items 65 and 69: such a greenlet can never run again, which its last
+        // recorded state does not tell. (Only formatting pays for the lookup.)
+        if !thread::is_alive(self.inner.owner) {
+            f.write_str(" (thread exited)")?;
         }
         let words = match self.state() {
             State::Unstarted => " pending",
