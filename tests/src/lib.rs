@@ -1,1 +1,2 @@
 //! Helpers shared by the conformance tests.
+pub mod part1;
