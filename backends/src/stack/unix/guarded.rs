@@ -74,6 +74,7 @@ impl GuardedStack {
     /// ```
     /// let stack = greenlet_backends::stack::GuardedStack::new(16 * 1024).unwrap();
     /// // The lowest usable byte can be written; the one below it would fault.
+    /// // SAFETY: `bottom()` is the first byte of the stack's usable memory.
     /// unsafe { stack.bottom().write_volatile(1) };
     /// ```
     pub fn bottom(&self) -> *mut u8 {
