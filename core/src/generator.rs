@@ -127,6 +127,10 @@ pub fn yield_<T: 'static>(value: T) -> Result<(), Error> {
             let Some(Consumer(consumer)) = greenlet.take_local::<Consumer>() else {
                 return Err(Error::YieldOutsideGenerator);
             };
+            // No handle to the generator's greenlet may wait on its own stack: then
+            // dropping the `Generator` would not drop the last handle, and would not kill
+            // the body.
+            drop(greenlet);
             consumer.switch(value)?;
             return Ok(());
         }
