@@ -18,6 +18,14 @@ struct GeneratorMark;
 #[derive(Clone)]
 struct Consumer(Greenlet);
 
+/// What `yield_` sends to the consumer: the value, and the greenlet that yielded it when
+/// that is not the generator's own greenlet (one started inside the body), so that the
+/// next `next()` resumes it rather than the body, which is waiting elsewhere.
+struct Yielded {
+    value: crate::Value,
+    from: Option<Greenlet>,
+}
+
 /// An iterator over the values a greenlet body passes to [`yield_`].
 ///
 /// Iteration ends when the body returns; an error it returns is the last item. Dropping a
@@ -39,6 +47,8 @@ struct Consumer(Greenlet);
 /// ```
 pub struct Generator<T> {
     greenlet: Greenlet,
+    /// The greenlet started inside the body that yielded last and waits in `yield_`.
+    resume: Option<Greenlet>,
     finished: bool,
     _yields: PhantomData<fn() -> T>,
 }
@@ -59,6 +69,7 @@ impl<T: 'static> Generator<T> {
         greenlet.set_local(GeneratorMark);
         Generator {
             greenlet,
+            resume: None,
             finished: false,
             _yields: PhantomData,
         }
@@ -91,20 +102,34 @@ impl<T: 'static> Iterator for Generator<T> {
         // body's parent chain already leads there.)
         let _ = self.greenlet.set_parent(&consumer);
         self.greenlet.set_local(Consumer(consumer));
-        let outcome = self.greenlet.switch(());
+        // Resume whoever yielded last: the body, or a greenlet started inside it.
+        let outcome = match self.resume.take() {
+            Some(yielder) => yielder.switch(()),
+            None => self.greenlet.switch(()),
+        };
         if self.greenlet.is_dead() {
             self.finished = true;
         }
         match outcome {
             Ok(_) if self.finished => None,
-            Ok(value) => Some(
-                value
-                    .downcast::<T>()
-                    .map_err(|other| Error::UnexpectedType {
-                        expected: std::any::type_name::<T>(),
-                        found: other.type_name(),
-                    }),
-            ),
+            Ok(value) => {
+                let value = match value.downcast::<Yielded>() {
+                    Ok(Yielded { value, from }) => {
+                        self.resume = from;
+                        value
+                    }
+                    // A plain value someone switched to the consumer directly.
+                    Err(other) => other,
+                };
+                Some(
+                    value
+                        .downcast::<T>()
+                        .map_err(|other| Error::UnexpectedType {
+                            expected: std::any::type_name::<T>(),
+                            found: other.type_name(),
+                        }),
+                )
+            }
             Err(error) => Some(Err(error)),
         }
     }
@@ -121,17 +146,21 @@ impl<T: 'static> Iterator for Generator<T> {
 /// assert!(matches!(yield_(1), Err(Error::YieldOutsideGenerator)));
 /// ```
 pub fn yield_<T: 'static>(value: T) -> Result<(), Error> {
-    let mut greenlet = Greenlet::try_current()?;
+    let current = Greenlet::try_current()?;
+    let mut greenlet = current.clone();
     loop {
         if greenlet.has_local::<GeneratorMark>() {
             let Some(Consumer(consumer)) = greenlet.take_local::<Consumer>() else {
                 return Err(Error::YieldOutsideGenerator);
             };
+            // A greenlet started inside the body must be the one the next `next()` resumes.
+            let from = (greenlet != current).then_some(current);
             // No handle to the generator's greenlet may wait on its own stack: then
             // dropping the `Generator` would not drop the last handle, and would not kill
-            // the body.
+            // the body. (`from` travels to the consumer; it is never our own handle.)
             drop(greenlet);
-            consumer.switch(value)?;
+            let value = crate::Value::new(value);
+            consumer.switch(Yielded { value, from })?;
             return Ok(());
         }
         greenlet = greenlet.parent().ok_or(Error::YieldOutsideGenerator)?;
