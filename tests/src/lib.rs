@@ -1,2 +1,3 @@
 //! Helpers shared by the conformance tests.
 pub mod part1;
+pub mod part2;
