@@ -142,12 +142,61 @@ unsafe impl Context for CoroContext {
         std::process::abort()
     }
 
-    unsafe fn into_stack(self) -> Option<GuardedStack> {
-        let mut coroutine = self.coroutine?;
+    unsafe fn into_stack(mut self) -> Option<GuardedStack> {
+        let mut coroutine = self.coroutine.take()?;
         if coroutine.started() && !coroutine.done() {
             // SAFETY: the caller accepts that a suspended context's frames are discarded.
             unsafe { coroutine.force_reset() };
         }
         Some(coroutine.into_stack())
+    }
+}
+
+impl Drop for CoroContext {
+    fn drop(&mut self) {
+        // corosensei's own drop would unwind a suspended coroutine through our entry
+        // function, which cannot unwind (it is `extern "C"`): the process would abort.
+        // A context is only dropped when it is not running, so its frames are discarded.
+        if let Some(coroutine) = self.coroutine.as_mut()
+            && coroutine.started()
+            && !coroutine.done()
+        {
+            // SAFETY: a context being dropped is not running; discarding its frames
+            // without running destructors leaks what they own, which is the documented
+            // fate of a suspended context that is never resumed.
+            unsafe { coroutine.force_reset() };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::UnsafeCell;
+
+    unsafe extern "C" fn park_forever(_value: usize, data: *mut ()) -> ! {
+        // SAFETY: `data` points at the two contexts owned by the test below.
+        let pair = unsafe { &*(data as *const [UnsafeCell<CoroContext>; 2]) };
+        loop {
+            // SAFETY: pair[1] is running (us), pair[0] is the test's thread context.
+            unsafe { CoroContext::switch(pair[1].get(), pair[0].get(), 0) };
+        }
+    }
+
+    #[test]
+    fn dropping_a_suspended_context_discards_it_without_aborting() {
+        let stack = GuardedStack::new(64 * 1024).unwrap();
+        let pair = Box::new([
+            UnsafeCell::new(CoroContext::thread()),
+            UnsafeCell::new(CoroContext::new(stack, park_forever, std::ptr::null_mut())),
+        ]);
+        let data = &*pair as *const _ as *mut ();
+        // SAFETY: not started yet; the pair stays boxed (does not move) while in use.
+        unsafe {
+            (*pair[1].get()).set_data(data);
+            CoroContext::switch(pair[0].get(), pair[1].get(), 0);
+        }
+        // The context is suspended inside `park_forever`; dropping it must not unwind it.
+        drop(pair);
     }
 }
