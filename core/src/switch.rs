@@ -13,6 +13,7 @@
 //!    and leaves its stack for good.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
@@ -79,9 +80,9 @@ pub(crate) fn transfer(target: &Greenlet, delivery: Delivery) -> Result<Value, E
     target.check_owner(ts)?;
     if target.is_dead() {
         let forwarded = live_ancestor(target);
-        return switch_to(ts, &forwarded, delivery.exit_as_value());
+        return switch_to(ts, Cow::Owned(forwarded), delivery.exit_as_value());
     }
-    switch_to(ts, target, delivery)
+    switch_to(ts, Cow::Borrowed(target), delivery)
 }
 
 /// Makes sure `greenlet` has a context to switch to, taking a stack if it is unstarted.
@@ -100,18 +101,28 @@ fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), Error> {
 }
 
 /// Switches from the current greenlet to `target`, which is not dead.
-fn switch_to(ts: &ThreadState, target: &Greenlet, delivery: Delivery) -> Result<Value, Error> {
+///
+/// A `target` we own (the live ancestor a dead greenlet forwards to) is dropped before the
+/// stack switch: a handle waiting on this stack would keep it alive, unseen, until we are
+/// resumed, so that dropping its last visible handle would not kill it (catalog 76).
+fn switch_to(
+    ts: &ThreadState,
+    target: Cow<'_, Greenlet>,
+    delivery: Delivery,
+) -> Result<Value, Error> {
     match target.state() {
         State::Running => {
             // Switching to ourselves: no stack switch, but the hook still sees it.
-            let delivery = trace::run(ts, target, target, delivery);
+            let delivery = trace::run(ts, &target, &target, delivery);
             return delivery.into_result();
         }
-        State::Unstarted => prepare(ts, target)?,
+        State::Unstarted => prepare(ts, &target)?,
         State::Suspended => {}
         State::Dead => fatal("greenlet: switch_to a dead greenlet"),
     }
-    let (from, to) = hand_over(ts, target, delivery);
+    let (from, to) = hand_over(ts, &target, delivery);
+    // `ts.current` holds the target now: this is never its last handle.
+    drop(target);
     // SAFETY: `from` is the running greenlet's context and `to` a prepared context of this
     // thread; both live in `Rc` allocations kept alive by `ts.previous` / `ts.current`.
     unsafe { DefaultContext::switch(from, to, 0) };
