@@ -585,3 +585,44 @@ fn kill_on_drop_does_not_disturb_the_droppers_own_parent_chain() {
     assert!(expect_value::<bool>(outer.switch(())));
     assert!(outer.is_dead());
 }
+
+// Catalog 76, 51: a greenlet waiting in a switch that a dead greenlet forwarded to its live
+// ancestor holds no hidden handle to that ancestor: once its last visible reference goes,
+// the ancestor is killed, as in greenlet (found by the randomized model test).
+#[test]
+fn switch_forwarded_through_a_dead_greenlet_keeps_no_handle_to_the_ancestor() {
+    let exits = Counter::new();
+    let exits_in = exits.clone();
+    let ancestor = Greenlet::new(move |_| -> Result<(), Error> {
+        loop {
+            if let Err(e) = Greenlet::main().switch(()) {
+                if e.is_exit() {
+                    exits_in.bump();
+                }
+                return Err(e);
+            }
+        }
+    });
+    ancestor.switch(()).unwrap();
+    let dead = Greenlet::new(|_| Ok(()));
+    dead.switch(()).unwrap();
+    dead.set_parent(&ancestor).unwrap();
+    let dead_in = dead.clone();
+    let waiter = Greenlet::new(move |_| {
+        // Forwarded to `ancestor`, which switches back to main: we wait here.
+        dead_in.switch(())?;
+        Ok(())
+    });
+    waiter.switch(()).unwrap();
+    assert_eq!(waiter.state(), State::Suspended);
+    // Remove every visible reference to the ancestor: our handle and the dead one's link.
+    drop(ancestor);
+    assert_eq!(exits.get(), 0);
+    dead.set_parent(&Greenlet::main()).unwrap();
+    assert_eq!(
+        exits.get(),
+        1,
+        "the ancestor was kept alive by a hidden handle"
+    );
+    waiter.kill().unwrap();
+}
