@@ -1,6 +1,6 @@
 //! Catalog section G: switching to dead greenlets (items 50–53).
 
-use greenlet::{Builder, Error, Greenlet, State};
+use greenlet::{Error, Greenlet, State};
 use greenlet_conformance::part1::{Log, TraceRecorder, received, value_of};
 
 /// A greenlet that has already finished.
@@ -127,6 +127,7 @@ fn switch_to_dead_greenlet_reparent() {
 /// Threads (not on `wasm32`, which has none).
 #[cfg(not(target_family = "wasm"))]
 mod threads {
+    use greenlet::Builder;
     use greenlet_conformance::part1::{SendHandle, TestError};
 
     use super::*;

@@ -277,6 +277,25 @@ mod panics {
         assert!(child.is_dead() && parent.is_dead());
     }
 
+    // Catalog 26, 34 (a panic that reaches an unstarted parent kills it without running
+    // it, and goes on to main)
+    #[test]
+    fn panic_reaching_an_unstarted_parent_kills_it_without_running_it() {
+        let log = Log::new();
+        let seen = log.clone();
+        let parent = Greenlet::new(move |_| {
+            seen.push("parent ran");
+            Ok(())
+        });
+        let child = Builder::new()
+            .parent(&parent)
+            .build(|_| -> Result<(), Error> { quiet_panic("child panicked") });
+        let payload = catch_unwind(AssertUnwindSafe(|| child.switch(()))).unwrap_err();
+        assert_eq!(panic_message(&*payload), "child panicked");
+        assert!(child.is_dead() && parent.is_dead());
+        assert!(log.is_empty());
+    }
+
     // Catalog 35 (repeated panic deaths free every greenlet)
     #[test]
     fn greenlets_dying_of_panics_are_all_freed() {

@@ -214,8 +214,8 @@ fn greenlet_exit_thrown_into_unstarted_greenlet_comes_back_as_value() {
     assert!(log.is_empty());
 }
 
-// Catalog 42 (the thrown-into greenlet's closure is dropped; a Drop that runs user code,
-// here a whole greenlet, is fine)
+// Catalog 42, 45 (the thrown-into greenlet's closure is dropped; a Drop that runs user
+// code, here a whole greenlet, is fine, and the pending error is not lost)
 #[test]
 fn closure_dropped_by_throw_into_unstarted_greenlet_may_run_greenlets() {
     let log = Log::new();
