@@ -4,6 +4,7 @@
 mod ci;
 mod exec;
 mod libtest;
+mod native;
 mod outcome;
 mod rows;
 mod setup;
@@ -22,6 +23,8 @@ commands:
   setup               install missing Rust targets and components and Debian packages
   test-all-targets    run the test suites on every target row and print a results table
   ci                  setup, cargo fmt --check, cargo clippy -D warnings, test-all-targets
+  install-native      build libgreenlet in release and install it: --prefix DIR [--target T]
+  native-tests        the C/C++ tests of libgreenlet (a test-all-targets row): [--target T]
   help                print this message
 
 options (test-all-targets, ci):
@@ -34,6 +37,8 @@ enum Task {
     Setup,
     TestAllTargets(Options),
     Ci(Options),
+    InstallNative(std::path::PathBuf, Option<String>),
+    NativeTests(String),
     Help,
 }
 
@@ -67,6 +72,10 @@ fn main() -> ExitCode {
         Task::Setup => setup::run().map(|()| true),
         Task::TestAllTargets(options) => test_all::run(&options),
         Task::Ci(options) => ci::run(&options),
+        Task::InstallNative(prefix, target) => {
+            native::install(&prefix, target.as_deref()).map(|()| true)
+        }
+        Task::NativeTests(target) => native::run_tests(&target),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -86,6 +95,8 @@ fn parse_args(args: &[String]) -> Result<Task, String> {
         "setup" => no_options(command, rest).map(|()| Task::Setup),
         "test-all-targets" => parse_options(rest).map(Task::TestAllTargets),
         "ci" => parse_options(rest).map(Task::Ci),
+        "install-native" => native::parse_install(rest).map(|(p, t)| Task::InstallNative(p, t)),
+        "native-tests" => native::parse_tests(rest).map(Task::NativeTests),
         "help" | "-h" | "--help" => Ok(Task::Help),
         other => Err(format!("unknown command `{other}`")),
     }

@@ -30,6 +30,9 @@ pub fn all() -> Vec<Row> {
             Some("qemu-riscv64 -L /usr/riscv64-linux-gnu"),
         ),
     ]
+    .into_iter()
+    .chain(crate::native::rows())
+    .collect()
 }
 
 /// One line of the table.
