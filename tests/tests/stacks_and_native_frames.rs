@@ -8,6 +8,9 @@ use std::hint::black_box;
 use greenlet::{Error, Greenlet, State};
 use greenlet_conformance::part2::expect_value;
 
+/// A stack size no target can provide (above every `MAX_STACK_SIZE`), on 32-bit targets too.
+const IMPOSSIBLE_STACK: usize = usize::MAX / 2;
+
 /// Big enough for 10,000 frames of [`recurse_then_switch`] in an unoptimised build.
 const DEEP_STACK: usize = 16 << 20;
 const DEPTH: u32 = 10_000;
@@ -257,10 +260,12 @@ fn backtrace_inside_a_greenlet_shows_its_frames() {
 fn starting_without_a_stack_is_an_error_and_the_greenlet_stays_unstarted() {
     let ran = greenlet_conformance::part2::Counter::new();
     let ran_in = ran.clone();
-    let g = Greenlet::builder().stack_size(1 << 50).build(move |_| {
-        ran_in.bump();
-        Ok(())
-    });
+    let g = Greenlet::builder()
+        .stack_size(IMPOSSIBLE_STACK)
+        .build(move |_| {
+            ran_in.bump();
+            Ok(())
+        });
     let err = g.switch(()).unwrap_err();
     assert!(matches!(err, Error::NoStack(_)), "{err:?}");
     assert!(err.to_string().starts_with("cannot start the greenlet: "));
@@ -278,7 +283,9 @@ fn starting_without_a_stack_is_an_error_and_the_greenlet_stays_unstarted() {
 // stack goes further up as the NoStack error; it is not fatal.
 #[test]
 fn result_landing_on_a_parent_without_a_stack_goes_further_up_as_an_error() {
-    let unstartable = Greenlet::builder().stack_size(1 << 50).build(|_| Ok(()));
+    let unstartable = Greenlet::builder()
+        .stack_size(IMPOSSIBLE_STACK)
+        .build(|_| Ok(()));
     let child = Greenlet::builder().parent(&unstartable).build(|_| Ok(5));
     let err = child.switch(()).unwrap_err();
     assert!(matches!(err, Error::NoStack(_)), "{err:?}");
