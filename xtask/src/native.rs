@@ -68,8 +68,8 @@ const TOOLCHAINS: &[Toolchain] = &[
 /// guard apart by default), so the default threshold of 2 MiB takes greenlet-to-greenlet
 /// switches for frames and reports false errors. 128 KiB is below the distance between two
 /// stacks of the default size (the tests use no smaller ones) and above any real frame of
-/// the tests. valgrind still warns "client switching stacks?" on the first few switches:
-/// that is expected.
+/// the tests. (Without `-q`, valgrind also warns "client switching stacks?" on the first
+/// few switches from the thread's stack to a greenlet's: that is expected.)
 const VALGRIND: &[&str] = &[
     "valgrind",
     "-q",

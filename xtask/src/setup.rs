@@ -33,6 +33,10 @@ const DEBIAN_PACKAGES: &[(&str, &[&str])] = &[
         &["/usr/riscv64-linux-gnu/lib/crt1.o"],
     ),
     ("valgrind", &["valgrind"]),
+    // The C/C++ rows of libgreenlet (xtask/src/native.rs).
+    ("pkg-config", &["pkg-config"]),
+    ("g++", &["g++"]),
+    ("g++-aarch64-linux-gnu", &["aarch64-linux-gnu-g++"]),
 ];
 
 /// Installs what is missing.
