@@ -88,6 +88,7 @@ pub mod abi {
     /// ```
     pub fn error_name(code: i32) -> &'static str {
         match code {
+            0 => "ok",
             E_NO_SUCH_FIBER => "no such fiber",
             E_NOT_BOUND => "fiber not bound (finished or never given an entry)",
             E_IS_CURRENT => "fiber is the running one",
@@ -179,6 +180,22 @@ fn decimal(n: i64, buf: &mut [u8; 24]) -> &[u8] {
     &buf[i..]
 }
 
+/// Formats `n` as `0x` and hex digits into `buf`, returning the text.
+fn hex(n: usize, buf: &mut [u8; 24]) -> &[u8] {
+    let mut i = buf.len();
+    let mut m = n;
+    loop {
+        i -= 1;
+        buf[i] = b"0123456789abcdef"[m % 16];
+        m /= 16;
+        if m == 0 {
+            break;
+        }
+    }
+    buf[i - 2..i].copy_from_slice(b"0x");
+    &buf[i - 2..]
+}
+
 /// Stops the program after a `greenlet_fiber_v1` call failed where the backend's contract
 /// says it cannot: names the call, the fiber and the error.
 #[cold]
@@ -209,7 +226,7 @@ fn check_stack(stack: &GuardedStack) {
             b" (usable size ",
             decimal(stack.usable_size() as i64, &mut b),
             b" bytes) was overwritten at address ",
-            decimal(addr as i64, &mut c),
+            hex(addr, &mut c),
             b". Memory below that stack may be corrupt. Give greenlets bigger stacks, or \
               recurse less deeply inside them.\n",
         ])

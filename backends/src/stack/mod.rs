@@ -39,8 +39,8 @@ cfg_if::cfg_if! {
     } else if #[cfg(target_arch = "wasm32")] {
         mod wasm;
         pub use wasm::{
-            CANARY_LEN, GuardedStack, MAX_STACK_SIZE, POOL_CAPACITY, StackPool, guard_mode,
-            install_overflow_handler,
+            CANARY_LEN, GuardedStack, MAX_STACK_SIZE, POOL_CAPACITY, RED_ZONE, StackPool,
+            guard_mode, install_overflow_handler,
         };
     } else {
         compile_error!("greenlet-rs: no stack implementation for this target");

@@ -13,13 +13,19 @@
 //!   |  ...                                         |           | native stack, parked and |
 //!   +---------------------------------------------+ <- bottom | reused by the host       |
 //!   |  canary: CANARY_LEN bytes of a known pattern |           +--------------------------+
+//!   +---------------------------------------------+
+//!   |  red zone: RED_ZONE bytes nobody uses        |
 //!   +---------------------------------------------+ <- allocation start
 //! ```
 //!
 //! Linear memory has no guard pages: a shadow stack that overflows silently overwrites
 //! whatever lies below it. The canary turns that into a clear error: the wasm backend
 //! checks it on every switch in and out of a greenlet ([`GuardedStack::check`]), and the
-//! host checks that a fiber's saved stack pointer never lies below `bottom`.
+//! host checks that a fiber's saved stack pointer never lies below `bottom`. The red zone
+//! below the canary belongs to the stack too, so an overflow of up to [`RED_ZONE`] bytes is
+//! reported at the next switch with nothing else damaged; a deeper one still clobbers the
+//! canary, but may have damaged other memory (and crashed) before the check runs. Its
+//! pages are never touched by a healthy greenlet, so they cost address space, not memory.
 
 use super::StackError;
 use crate::arch::wasm::abi;
@@ -32,6 +38,10 @@ use std::alloc::{Layout, alloc, dealloc};
 /// [`DEFAULT_STACK_SIZE`](super::DEFAULT_STACK_SIZE)) and the host checks the stack
 /// pointer too.
 pub const CANARY_LEN: usize = 64;
+
+/// Bytes below the canary that belong to the stack and are never used (see the module
+/// docs).
+pub const RED_ZONE: usize = 16 * 1024;
 
 /// Alignment of `top` and `bottom`, as the wasm32 C ABI requires of the stack pointer.
 const ALIGN: usize = 16;
@@ -56,9 +66,9 @@ fn canary_word(base: usize, i: usize) -> u32 {
 /// assert!(stack.check().is_ok());
 /// ```
 pub struct GuardedStack {
-    /// Start of the allocation: the canary begins here.
+    /// Start of the allocation: the red zone, then the canary.
     base: *mut u8,
-    /// Bytes allocated: canary plus usable stack.
+    /// Bytes allocated: red zone, canary and usable stack.
     len: usize,
     /// The host fiber (> 0) whose native stack goes with this shadow stack.
     fiber: i32,
@@ -86,7 +96,7 @@ impl GuardedStack {
             .filter(|n| *n <= MAX_USABLE)
             .ok_or(StackError::TooLarge(usable_size))?
             .max(4096);
-        let len = usable + CANARY_LEN;
+        let len = usable + RED_ZONE + CANARY_LEN;
         let layout = Layout::from_size_align(len, ALIGN).map_err(|_| StackError::TooLarge(len))?;
         // SAFETY: `layout` has a non-zero size.
         let base = unsafe { alloc(layout) };
@@ -145,8 +155,8 @@ impl GuardedStack {
     /// assert_eq!(stack.top() as usize - stack.bottom() as usize, stack.usable_size());
     /// ```
     pub fn bottom(&self) -> *mut u8 {
-        // SAFETY: inside our allocation (len > CANARY_LEN).
-        unsafe { self.base.add(CANARY_LEN) }
+        // SAFETY: inside our allocation (len > RED_ZONE + CANARY_LEN).
+        unsafe { self.base.add(RED_ZONE + CANARY_LEN) }
     }
 
     /// Usable bytes between [`bottom`](Self::bottom) and [`top`](Self::top).
@@ -156,7 +166,13 @@ impl GuardedStack {
     /// assert!(stack.usable_size() >= 10_000);
     /// ```
     pub fn usable_size(&self) -> usize {
-        self.len - CANARY_LEN
+        self.len - RED_ZONE - CANARY_LEN
+    }
+
+    /// The first byte of the canary.
+    fn canary(&self) -> *mut u32 {
+        // SAFETY: inside our allocation, 16-byte aligned (RED_ZONE is a multiple of 16).
+        unsafe { self.base.add(RED_ZONE).cast() }
     }
 
     /// The host fiber that goes with this stack.
@@ -165,10 +181,10 @@ impl GuardedStack {
     }
 
     fn write_canary(&mut self) {
-        let words = self.base.cast::<u32>();
+        let words = self.canary();
         for i in 0..CANARY_LEN / 4 {
-            // SAFETY: the canary is the first CANARY_LEN bytes of our 16-aligned allocation.
-            unsafe { words.add(i).write(canary_word(self.base as usize, i)) };
+            // SAFETY: the canary is CANARY_LEN bytes of our allocation, 16-byte aligned.
+            unsafe { words.add(i).write(canary_word(words as usize, i)) };
         }
     }
 
@@ -182,13 +198,13 @@ impl GuardedStack {
     /// assert_eq!(stack.check(), Ok(()));
     /// ```
     pub fn check(&self) -> Result<(), usize> {
-        let words = self.base.cast::<u32>();
+        let words = self.canary();
         for i in 0..CANARY_LEN / 4 {
             // SAFETY: reads inside the canary of our allocation. Volatile: another context
             // may have written it since the compiler last looked.
             let word = unsafe { words.add(i).read_volatile() };
-            if word != canary_word(self.base as usize, i) {
-                return Err(self.base as usize + 4 * i);
+            if word != canary_word(words as usize, i) {
+                return Err(words as usize + 4 * i);
             }
         }
         Ok(())
