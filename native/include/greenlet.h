@@ -66,8 +66,10 @@
  *
  * C++
  *   C++ exceptions may be thrown and caught inside a greenlet, across any number of
- *   switches. One that escapes an entry function or a trace hook ends the process (abort:
- *   it cannot unwind through the library), as in Python's greenlet.
+ *   switches. One that escapes an entry function or a trace hook ends the process (abort),
+ *   as in Python's greenlet. (Entries and hooks are called with Rust's "C-unwind" ABI, so
+ *   this is defined behaviour; Rust allows a platform to deliver the exception to the
+ *   parent's switch as GREENLET_PANIC instead, which none of the tested ones does.)
  *
  * TRACE HOOKS
  *   greenlet_settrace installs a per-thread hook, called after every switch in the greenlet

@@ -78,6 +78,12 @@ macro_rules! fn_impls {
                 fn_pointer(&R::c(), &[$($a::c()),*])
             }
         }
+        // Callbacks C code gives us are `C-unwind`: the same C calling convention.
+        impl<R: CType, $($a: CType),*> CType for unsafe extern "C-unwind" fn($($a),*) -> R {
+            fn c() -> String {
+                fn_pointer(&R::c(), &[$($a::c()),*])
+            }
+        }
     };
 }
 

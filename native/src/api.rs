@@ -17,11 +17,16 @@ use crate::value::{self, CError, CValue, Trouble};
 ///
 /// `arg` is the value of the first switch into the greenlet; `user_data` is what was given
 /// to `greenlet_new`. What it returns goes to the parent as the result of its pending switch.
-pub type EntryFn = unsafe extern "C" fn(arg: *mut c_void, user_data: *mut c_void) -> *mut c_void;
+///
+/// The ABI is `C-unwind` (the same calling convention as `C`) so that a C++ exception
+/// escaping an entry is defined behaviour: the process aborts, or the exception arrives at
+/// the parent as a panic (`GREENLET_PANIC`); Rust leaves the choice to the platform.
+pub type EntryFn =
+    unsafe extern "C-unwind" fn(arg: *mut c_void, user_data: *mut c_void) -> *mut c_void;
 
 /// A trace hook: `void (*)(greenlet_event_t, greenlet_t *origin, greenlet_t *target,
-/// void *user_data)`. The handles are borrowed for the call.
-pub type TraceFn = unsafe extern "C" fn(
+/// void *user_data)`. The handles are borrowed for the call. `C-unwind` as for [`EntryFn`].
+pub type TraceFn = unsafe extern "C-unwind" fn(
     event: Event,
     origin: *mut Handle,
     target: *mut Handle,
@@ -190,7 +195,7 @@ fn run_entry(entry: EntryFn, user_data: *mut c_void, first: Value) -> Result<Val
         found: v.type_name(),
     })?;
     // SAFETY: `greenlet_new`'s caller promised that `entry` may be called with `user_data`
-    // on this thread; C code cannot unwind into us (a C++ exception escaping it aborts).
+    // on this thread; a C++ exception escaping it is allowed by the `C-unwind` ABI.
     let returned = unsafe { entry(arg, user_data) };
     match value::take_failure() {
         None => Ok(Value::new(CValue(returned))),

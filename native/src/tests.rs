@@ -15,7 +15,10 @@ fn last_error() -> String {
         .into_owned()
 }
 
-unsafe extern "C" fn echo_plus_one(arg: *mut c_void, _user_data: *mut c_void) -> *mut c_void {
+unsafe extern "C-unwind" fn echo_plus_one(
+    arg: *mut c_void,
+    _user_data: *mut c_void,
+) -> *mut c_void {
     arg.wrapping_byte_add(1)
 }
 

@@ -1,6 +1,10 @@
 // C++ exceptions inside greenlets: thrown and caught within one greenlet across any number
 // of switches, with several greenlets suspended inside try blocks at once, and RAII
 // destructors run when a greenlet is killed and returns.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -148,11 +152,37 @@ void a_killed_greenlet_runs_its_destructors() {
     CHECK(destroyed == 1);
 }
 
+void *escaping(void *, void *) {
+    throw std::runtime_error("nobody catches this");
+}
+
+// An exception escaping an entry function is defined behaviour (the `C-unwind` ABI): the
+// process aborts, or the parent's switch returns GREENLET_PANIC. Tried in a child process.
+void an_escaping_exception_aborts_or_arrives_as_a_panic() {
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        greenlet_t *g;
+        greenlet_new(&g, escaping, nullptr, nullptr, 0);
+        int status = greenlet_switch(g, nullptr, nullptr);
+        int dead = greenlet_state(g) == GREENLET_STATE_DEAD;
+        greenlet_release(g);
+        _exit(status == GREENLET_PANIC && dead ? 42 : 1);
+    }
+    int status = 0;
+    CHECK(child > 0 && waitpid(child, &status, 0) == child);
+    bool aborted = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+    bool panicked = WIFEXITED(status) && WEXITSTATUS(status) == 42;
+    printf("  the child %s\n", aborted ? "aborted" : panicked ? "got GREENLET_PANIC" : "did neither");
+    CHECK(aborted || panicked);
+}
+
 } // namespace
 
 int main() {
     RUN(exceptions_are_caught_in_the_greenlet_that_threw_them);
     RUN(a_rethrow_after_switches_reaches_the_outer_handler);
     RUN(a_killed_greenlet_runs_its_destructors);
+    RUN(an_escaping_exception_aborts_or_arrives_as_a_panic);
     return check_summary();
 }
