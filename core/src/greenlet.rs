@@ -318,6 +318,7 @@ impl Greenlet {
     /// use greenlet::{Greenlet, State};
     /// assert_eq!(Greenlet::main().state(), State::Running);
     /// ```
+    #[inline]
     pub fn state(&self) -> State {
         self.inner.state.get()
     }
@@ -351,6 +352,7 @@ impl Greenlet {
     /// g.switch(()).unwrap();
     /// assert!(g.is_dead());
     /// ```
+    #[inline]
     pub fn is_dead(&self) -> bool {
         self.state() == State::Dead
     }
@@ -394,6 +396,7 @@ impl Greenlet {
 
     /// Fails with [`Error::WrongThread`] or [`Error::ThreadExited`] unless this greenlet
     /// belongs to the thread of `ts`.
+    #[inline]
     pub(crate) fn check_owner(&self, ts: &ThreadState) -> Result<(), Error> {
         if self.inner.owner == ts.serial {
             Ok(())
@@ -405,6 +408,7 @@ impl Greenlet {
     }
 
     /// The backend context. Only called on greenlets that have one (started or main).
+    #[inline]
     pub(crate) fn context_ptr(&self) -> *mut DefaultContext {
         // SAFETY: the context lives inside the `Rc` allocation, which does not move; we
         // only form a raw pointer, never a reference that could alias.

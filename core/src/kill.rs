@@ -88,6 +88,7 @@ fn report(greenlet: &Greenlet, event: Unraisable) {
 }
 
 impl Drop for Greenlet {
+    #[inline]
     fn drop(&mut self) {
         if Rc::strong_count(&self.inner) == 1 && self.state() == State::Suspended && !self.is_main()
         {

@@ -37,6 +37,7 @@ pub(crate) enum Delivery {
 
 impl Delivery {
     /// What the receiving switch returns.
+    #[inline(always)]
     pub(crate) fn into_result(self) -> Result<Value, Error> {
         match self {
             Delivery::Value(value) => Ok(value),
@@ -75,14 +76,29 @@ fn live_ancestor(greenlet: &Greenlet) -> Greenlet {
 
 /// Delivers `delivery` to `target` (or its nearest live ancestor if it is dead) and
 /// returns what the current greenlet receives when it is resumed.
+///
+/// The rare cases are out of line and the common path is inlined into this one function,
+/// so that a plain switch moves the delivery once into the thread state and the result
+/// once out of it.
 pub(crate) fn transfer(target: &Greenlet, delivery: Delivery) -> Result<Value, Error> {
     let ts = thread::state()?;
     target.check_owner(ts)?;
     if target.is_dead() {
-        let forwarded = live_ancestor(target);
-        return switch_to(ts, Cow::Owned(forwarded), delivery.exit_as_value());
+        return transfer_to_ancestor(ts, target, delivery);
     }
     switch_to(ts, Cow::Borrowed(target), delivery)
+}
+
+/// [`transfer`] to a dead `target`: to its nearest live ancestor.
+#[cold]
+#[inline(never)]
+fn transfer_to_ancestor(
+    ts: &ThreadState,
+    target: &Greenlet,
+    delivery: Delivery,
+) -> Result<Value, Error> {
+    let forwarded = live_ancestor(target);
+    switch_to(ts, Cow::Owned(forwarded), delivery.exit_as_value())
 }
 
 /// Makes sure `greenlet` has a context to switch to, taking a stack if it is unstarted.
@@ -105,17 +121,14 @@ fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), Error> {
 /// A `target` we own (the live ancestor a dead greenlet forwards to) is dropped before the
 /// stack switch: a handle waiting on this stack would keep it alive, unseen, until we are
 /// resumed, so that dropping its last visible handle would not kill it (catalog 76).
+#[inline(always)]
 fn switch_to(
     ts: &ThreadState,
     target: Cow<'_, Greenlet>,
     delivery: Delivery,
 ) -> Result<Value, Error> {
     match target.state() {
-        State::Running => {
-            // Switching to ourselves: no stack switch, but the hook still sees it.
-            let delivery = trace::run(ts, &target, &target, delivery);
-            return delivery.into_result();
-        }
+        State::Running => return switch_to_self(ts, &target, delivery),
         State::Unstarted => prepare(ts, &target)?,
         State::Suspended => {}
         State::Dead => fatal("greenlet: switch_to a dead greenlet"),
@@ -129,8 +142,16 @@ fn switch_to(
     after_switch(ts).into_result()
 }
 
+/// [`switch_to`] the running greenlet: no stack switch, but the hook still sees it.
+#[cold]
+#[inline(never)]
+fn switch_to_self(ts: &ThreadState, me: &Greenlet, delivery: Delivery) -> Result<Value, Error> {
+    trace::run(ts, me, me, delivery).into_result()
+}
+
 /// Makes `target` current and parks `delivery` for it; returns the contexts to switch
 /// between. The old current greenlet's handle goes to `ts.previous` for the other side.
+#[inline(always)]
 fn hand_over(
     ts: &ThreadState,
     target: &Greenlet,
@@ -150,9 +171,10 @@ fn hand_over(
 }
 
 /// What a greenlet does first whenever it is resumed or started: returns the delivery.
+#[inline(always)]
 pub(crate) fn after_switch(ts: &ThreadState) -> Delivery {
     // Take the delivery into a local before any other code can run and switch again.
-    let Some(delivery) = ts.delivery.take() else {
+    let Some(mut delivery) = ts.delivery.take() else {
         fatal("greenlet: resumed without a delivery")
     };
     let Some(origin) = ts.previous.take() else {
@@ -161,10 +183,29 @@ pub(crate) fn after_switch(ts: &ThreadState) -> Delivery {
     if origin.state() == State::Dead {
         reclaim_stack(ts, &origin);
     }
-    let delivery = trace::run_after_switch(ts, &origin, delivery);
+    if tracer_installed(ts) {
+        trace_after_switch(ts, &origin, &mut delivery);
+    }
     // Dropping the origin's handle may kill it (it may have been the last one).
     drop(origin);
     delivery
+}
+
+/// Whether a trace hook is installed, without moving it out of its cell and back.
+#[inline]
+fn tracer_installed(ts: &ThreadState) -> bool {
+    // SAFETY: a `Cell` hands out no references to its contents, and this thread is the
+    // only one that reaches `ts`: nothing writes the cell while we read it.
+    unsafe { (*ts.tracer.as_ptr()).is_some() }
+}
+
+/// The trace hook's part of [`after_switch`], out of the way of untraced switches.
+#[cold]
+#[inline(never)]
+fn trace_after_switch(ts: &ThreadState, origin: &Greenlet, delivery: &mut Delivery) {
+    // Updated in place: moving the delivery in and out costs untraced switches too.
+    let parked = std::mem::replace(delivery, Delivery::Value(Value::unit()));
+    *delivery = trace::run_after_switch(ts, origin, parked);
 }
 
 /// Gives the stack of a greenlet that has just left it for good back to the pool.

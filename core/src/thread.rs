@@ -82,6 +82,7 @@ impl ThreadState {
     }
 
     /// A handle to the running greenlet.
+    #[inline]
     pub(crate) fn current(&self) -> Greenlet {
         self.current.borrow().clone()
     }
@@ -105,6 +106,7 @@ thread_local! {
 
 /// This thread's greenlet state, created on first use; [`Error::ThreadExited`] once it
 /// has been torn down (from a later thread-local destructor).
+#[inline]
 pub(crate) fn state() -> Result<&'static ThreadState, Error> {
     let state = STATE
         .try_with(|state| state as *const ThreadState)
