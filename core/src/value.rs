@@ -14,7 +14,8 @@ type InlineBuf = MaybeUninit<[usize; 2]>;
 
 /// What a [`Value`] needs to know about the type stored inline.
 struct InlineVTable {
-    type_id: fn() -> TypeId,
+    /// Stored, not computed: `downcast` after every switch compares it without a call.
+    type_id: TypeId,
     type_name: fn() -> &'static str,
     /// Drops the value in the buffer in place.
     drop_in_place: unsafe fn(*mut InlineBuf),
@@ -81,7 +82,7 @@ impl Value {
             unsafe { buf.as_mut_ptr().cast::<T>().write(value) };
             let vtable: &'static InlineVTable = const {
                 &InlineVTable {
-                    type_id: TypeId::of::<T>,
+                    type_id: TypeId::of::<T>(),
                     type_name: std::any::type_name::<T>,
                     drop_in_place: drop_inline::<T>,
                 }
@@ -127,9 +128,10 @@ impl Value {
         self.type_id() == TypeId::of::<T>()
     }
 
+    #[inline]
     fn type_id(&self) -> TypeId {
         match &self.repr {
-            Repr::Inline { vtable, .. } => (vtable.type_id)(),
+            Repr::Inline { vtable, .. } => vtable.type_id,
             Repr::Boxed { value, .. } => (**value).type_id(),
         }
     }
