@@ -1,6 +1,7 @@
 //! Project tasks for greenlet-rs, run as `cargo xtask <command>` from anywhere in the
 //! workspace. Standard library only, so it builds in seconds on a cold machine.
 
+mod bench;
 mod ci;
 mod exec;
 mod libtest;
@@ -23,6 +24,8 @@ commands:
   setup               install missing Rust targets and components and Debian packages
   test-all-targets    run the test suites on every target row and print a results table
   ci                  setup, cargo fmt --check, cargo clippy -D warnings, test-all-targets
+  bench               benchmarks against corosensei, Python greenlet and OS threads;
+                      prints one table and writes BENCHMARKS.md
   install-native      build libgreenlet in release and install it: --prefix DIR [--target T]
   native-tests        the C/C++ tests of libgreenlet (a test-all-targets row): [--target T]
   help                print this message
@@ -37,6 +40,7 @@ enum Task {
     Setup,
     TestAllTargets(Options),
     Ci(Options),
+    Bench(bench::Options),
     InstallNative(std::path::PathBuf, Option<String>),
     NativeTests(String),
     Help,
@@ -66,7 +70,7 @@ fn main() -> ExitCode {
 
     let result = match task {
         Task::Help => {
-            println!("{USAGE}");
+            println!("{USAGE}\n\n{}", bench::USAGE);
             Ok(true)
         }
         Task::Setup => setup::run().map(|()| true),
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
             native::install(&prefix, target.as_deref()).map(|()| true)
         }
         Task::NativeTests(target) => native::run_tests(&target),
+        Task::Bench(options) => bench::run(&options),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -97,6 +102,7 @@ fn parse_args(args: &[String]) -> Result<Task, String> {
         "ci" => parse_options(rest).map(Task::Ci),
         "install-native" => native::parse_install(rest).map(|(p, t)| Task::InstallNative(p, t)),
         "native-tests" => native::parse_tests(rest).map(Task::NativeTests),
+        "bench" => bench::parse_options(rest).map(Task::Bench),
         "help" | "-h" | "--help" => Ok(Task::Help),
         other => Err(format!("unknown command `{other}`")),
     }
