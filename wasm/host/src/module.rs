@@ -17,6 +17,15 @@ pub struct Guest {
     pub(crate) per_fiber: Option<store_per_fiber::Variants>,
 }
 
+impl std::fmt::Debug for Guest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guest")
+            .field("uses_fibers", &self.uses_fibers)
+            .field("store_per_fiber_variants", &self.per_fiber.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 const EXPORT_HELP: &str = "a greenlet-rs guest must export its function table and stack pointer: \
      link with `-C link-arg=--export-table -C link-arg=--export=__stack_pointer` (the \
      workspace .cargo/config.toml sets both for wasm32-wasip1; a RUSTFLAGS variable \

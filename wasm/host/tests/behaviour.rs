@@ -154,7 +154,7 @@ fn shadow_stack_overflow_is_named() {
 fn malformed_input_is_a_clear_error() {
     for m in MECHANISMS {
         let host = host(m);
-        let err = |bytes: &[u8]| host.load(bytes).err().expect("rejected").to_string();
+        let err = |bytes: &[u8]| host.load(bytes).expect_err("rejected").to_string();
         assert!(err(b"").contains("the file is empty"), "{m}");
         assert!(
             err(b"hello world").contains("not a WebAssembly module"),

@@ -41,10 +41,10 @@ struct Command {
 
 fn parse(args: &[String]) -> Result<Command, String> {
     let mut config = HostConfig::default();
-    if let Ok(m) = std::env::var("GREENLET_WASM_FIBERS") {
-        if !m.is_empty() {
-            config.mechanism = m.parse::<Mechanism>()?;
-        }
+    if let Ok(m) = std::env::var("GREENLET_WASM_FIBERS")
+        && !m.is_empty()
+    {
+        config.mechanism = m.parse::<Mechanism>()?;
     }
     let mut options = RunOptions::default();
     let mut inherit_env = true;

@@ -577,10 +577,10 @@ impl<T: Send + 'static> Executor<T> {
                     let id = lock(&self.sched).id_of(cur);
                     match result {
                         Err(e) if e.downcast_ref::<FiberEnded>().is_some() => {
-                            if let Some(fs) = store {
-                                if self.idle.len() < IDLE_STORES {
-                                    self.idle.push(fs);
-                                }
+                            if let Some(fs) = store
+                                && self.idle.len() < IDLE_STORES
+                            {
+                                self.idle.push(fs);
                             }
                             let mut s = lock(&self.sched);
                             let Some(Request::Ended { to, value }) = s.request.take() else {
