@@ -146,8 +146,15 @@ impl Default for HostConfig {
     }
 }
 
-/// Default bytes reserved for each fiber's native stack: 1 MiB.
-pub const DEFAULT_FIBER_STACK_SIZE: usize = 1 << 20;
+/// Default bytes reserved for each fiber's native stack: 8 MiB of address space, of which
+/// only touched pages use memory (a few KiB for most greenlets). Wasm code may use half
+/// of it; the rest is room for host calls made from the fiber. The conformance suite
+/// recurses 10,000 frames deep inside a greenlet, which needs a few MiB in a debug build.
+///
+/// The root (the guest's `_start`) runs on the thread that calls [`Host::run`] and may use
+/// as much: call it from a thread whose stack is larger than `fiber_stack_size / 2`
+/// (the `greenlet-wasm` runner does).
+pub const DEFAULT_FIBER_STACK_SIZE: usize = 8 << 20;
 
 /// The most live fibers any configuration allows (ids carry a 16-bit slot number).
 pub const MAX_FIBER_LIMIT: u32 = 65_535;

@@ -19,7 +19,7 @@ options:
   --fibers=<mechanism>     stack-switching (default on x86-64 Linux) or store-per-fiber;
                            also read from GREENLET_WASM_FIBERS
   --fiber-limit=<n>        most live fibers (default: from vm.max_map_count)
-  --fiber-stack-size=<n>   bytes of native stack per fiber (default 1048576)
+  --fiber-stack-size=<n>   bytes of native stack per fiber (default 8388608)
   --dir=<host>[::<guest>]  let the guest open files under a host directory
   --env=<name>=<value>     set a guest environment variable
   --no-inherit-env         do not pass the host's environment to the guest
@@ -122,6 +122,23 @@ fn run(mut command: Command) -> Result<i32, Error> {
     Ok(host.run(&linker, &guest, &command.options, ())?.exit_code)
 }
 
+/// Runs the guest on a thread whose stack holds as much wasm as a fiber's: the root
+/// (`_start`) runs on the calling thread's own stack.
+fn run_on_big_stack(command: Command) -> Result<i32, Error> {
+    let stack = command.config.fiber_stack_size + (8 << 20);
+    std::thread::Builder::new()
+        .name("guest".into())
+        .stack_size(stack)
+        .spawn(move || run(command))
+        .map_err(|e| Error::Host(format!("cannot start the guest thread: {e}")))?
+        .join()
+        .unwrap_or_else(|_| {
+            Err(Error::Host(
+                "the host panicked while running the guest".into(),
+            ))
+        })
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (sub, rest) = match args.split_first() {
@@ -154,7 +171,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_LOAD)
             }
         },
-        "run" if command.module.is_some() => match run(command) {
+        "run" if command.module.is_some() => match run_on_big_stack(command) {
             // WASI exit codes are 0..=255 in practice; anything else reads as failure.
             Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
             Err(e @ (Error::Trap { .. } | Error::Fault(_))) => {

@@ -63,7 +63,7 @@ pub(crate) fn engine(config: &HostConfig) -> Result<Engine, Error> {
         .wasm_stack_switching(true)
         .async_stack_size(config.fiber_stack_size)
         // Leaves room on each fiber's native stack for host calls made from it.
-        .max_wasm_stack((config.fiber_stack_size / 2).min(512 * 1024));
+        .max_wasm_stack(config.fiber_stack_size / 2);
     Engine::new(&c).map_err(|e| Error::Config(format!("{e:#}")))
 }
 

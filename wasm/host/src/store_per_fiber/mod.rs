@@ -61,7 +61,7 @@ pub(crate) fn engine(config: &HostConfig) -> Result<Engine, Error> {
     c.wasm_threads(true)
         .shared_memory(true)
         .async_stack_size(config.fiber_stack_size)
-        .max_wasm_stack((config.fiber_stack_size / 2).min(512 * 1024));
+        .max_wasm_stack(config.fiber_stack_size / 2);
     Engine::new(&c).map_err(|e| Error::Config(format!("{e:#}")))
 }
 

@@ -95,9 +95,18 @@ pub fn run_on(host: &Host, bytes: &[u8], args: &[&str]) -> Ran {
     let mut options = RunOptions::new("guest");
     options.args.extend(args.iter().map(|a| a.to_string()));
     options.output = Some(output.clone());
-    let result = host
-        .load(bytes)
-        .and_then(|guest| host.run(&linker, &guest, &options, ()));
+    // The root runs on this thread's stack: give it as much as a fiber's.
+    let result = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .stack_size(greenlet_wasm::DEFAULT_FIBER_STACK_SIZE + (8 << 20))
+            .spawn_scoped(scope, || {
+                host.load(bytes)
+                    .and_then(|guest| host.run(&linker, &guest, &options, ()))
+            })
+            .expect("guest thread")
+            .join()
+            .expect("the host does not panic")
+    });
     Ran { result, output }
 }
 
