@@ -12,6 +12,8 @@ use crate::exec::{self, Captured};
 use crate::libtest;
 use crate::outcome::Counts;
 
+mod wasm;
+
 /// The packages every `cargo test` row tests.
 pub const TEST_PACKAGES: &[&str] = &["greenlet", "greenlet-backends", "greenlet-conformance"];
 
@@ -32,6 +34,7 @@ pub fn all() -> Vec<Row> {
     ]
     .into_iter()
     .chain(crate::native::rows())
+    .chain(wasm::rows())
     .collect()
 }
 
