@@ -407,7 +407,7 @@ fn value_switched_by_a_greenlet_losing_its_last_handle_still_arrives() {
 // Catalog 85: a suspended greenlet kept alive by a cycle through its own storage is neither
 // freed nor killed until the cycle is broken by hand (like Python's, which never collects
 // suspended greenlets). Unstarted and dead greenlets in cycles are `Rc` cycles in Rust and
-// leak; Python's cycle collector would free them (see CATALOG-part2.md).
+// leak; Python's cycle collector would free them (see CATALOG.md).
 #[test]
 fn suspended_greenlet_in_a_reference_cycle_is_killed_only_when_the_cycle_is_broken() {
     /// Storage holding the slot that holds the greenlet: a cycle.

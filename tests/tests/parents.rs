@@ -132,7 +132,7 @@ fn main_greenlet_has_no_parent_and_refuses_one() {
 }
 
 // Catalog 58: cross-thread parents are refused when set, for every state (Python accepts
-// one for an unstarted greenlet and fails at its first switch; see CATALOG-part2.md).
+// one for an unstarted greenlet and fails at its first switch; see CATALOG.md).
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn parent_from_another_thread_is_refused_while_that_thread_runs_and_after_it_exited() {
