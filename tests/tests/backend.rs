@@ -7,6 +7,9 @@ fn runs_on_the_expected_backend() {
     let name = greenlet::backend_name();
     assert!(!name.is_empty());
     if let Ok(expected) = std::env::var("GREENLET_EXPECT_BACKEND") {
-        assert_eq!(name, expected, "built with backend {name}, expected {expected}");
+        assert_eq!(
+            name, expected,
+            "built with backend {name}, expected {expected}"
+        );
     }
 }

@@ -56,7 +56,9 @@ fn coroutine_body(yielder: &Yielder<Resume, Transfer>, first: Resume) {
     // coroutine lives (the `Context::switch` contract).
     let context = unsafe { &mut *first.context };
     context.yielder = yielder;
-    let entry = context.entry.expect("a coroutine context always has an entry");
+    let entry = context
+        .entry
+        .expect("a coroutine context always has an entry");
     // SAFETY: the entry function's contract is the caller's; it never returns.
     unsafe { entry(first.value, context.data) }
 }
