@@ -12,7 +12,9 @@
 //!
 //! Setting the environment variable `GREENLET_STACK_GUARD=mprotect` before the first stack
 //! is made forces the fallback (useful for tools that do not understand guard markers, and
-//! for testing the fallback).
+//! for testing the fallback). Under valgrind, which does not know guard markers and crashes
+//! when it reads one while unwinding, the fallback is chosen automatically: valgrind puts
+//! its `vgpreload` libraries in the client's `LD_PRELOAD`.
 
 use super::os;
 use crate::stack::GuardMode;
@@ -68,10 +70,15 @@ pub(super) unsafe fn install(addr: *mut u8, len: usize) -> io::Result<()> {
 }
 
 fn probe() -> io::Result<GuardMode> {
-    if std::env::var_os(FORCE_ENV).is_some_and(|v| v == "mprotect") {
+    if std::env::var_os(FORCE_ENV).is_some_and(|v| v == "mprotect") || under_valgrind() {
         return Ok(GuardMode::Mprotect);
     }
     probe_madvise()
+}
+
+/// Whether this process runs under valgrind, which preloads its `vgpreload_*` libraries.
+fn under_valgrind() -> bool {
+    std::env::var_os("LD_PRELOAD").is_some_and(|v| v.to_string_lossy().contains("vgpreload"))
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
