@@ -1029,10 +1029,21 @@ fn wasm_rows(target: &Path, build_timeout: u64) -> Vec<String> {
                 )
             })
             .collect(),
-        Ok(streamed) => skipped(format!(
-            "skipped: the wasm host built, but `greenlet-wasm bench` gave no rows ({})",
-            streamed.why()
-        )),
+        Ok(streamed) => {
+            // The first line says what went wrong (say, "unknown command bench"); usage
+            // text follows it.
+            let first = streamed
+                .stderr
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
+            skipped(format!(
+                "skipped: the wasm host built, but `greenlet-wasm bench` gave no rows \
+                 ({}: {first})",
+                describe(streamed.status)
+            ))
+        }
         Err(e) => skipped(format!("skipped: the wasm host built, but {e}")),
     }
 }
