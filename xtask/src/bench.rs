@@ -11,7 +11,9 @@
 //!   medians of the same `cargo xtask bench` run;
 //! - memory: `memprobe` (a `greenlet-benches` binary), one subprocess per row, so running
 //!   out of memory or mappings cannot take the harness down;
-//! - wasm: a hook, see [`wasm_rows`].
+//! - wasm32: the wasm host's `bench` guest, timed by itself, run under `greenlet-wasm` once
+//!   per fiber mechanism and run; skipped if the host is not there or does not build, see
+//!   [`wasm_rows`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -312,7 +314,7 @@ pub fn run(options: &Options) -> Result<bool, String> {
         report.memory = memory_rows(options, &memprobe, python.as_ref());
     }
     if options.wants("wasm") {
-        report.wasm = wasm_rows(&target, options.wasm_build_timeout);
+        report.wasm = wasm_rows(options, &target);
     }
     report.machine.push((
         "Load average at the end".into(),
@@ -954,98 +956,188 @@ fn memory_rows(options: &Options, memprobe: &Path, python: Option<&PythonEnv>) -
 }
 
 // ---------------------------------------------------------------------------------------
-// WASM HOOK (issue 5, item 4) — round trip and create+finish inside the wasmtime host.
+// WASM ROWS (issue 5, item 4) — round trip and create+finish inside the wasmtime host.
 //
-// The wasm host (`wasm/host`, package `greenlet-wasm`) is being built separately. These
-// rows run only if that crate exists and builds, and its runner answers
-// `greenlet-wasm bench` with lines of the form
-//
-//     run row=<round_trip|create>/<mechanism> ns_per_op=<float>
-//
-// one per run and mechanism (e.g. `round_trip/host-fibers`). Until then the section says
-// why it was skipped. To fill it in: give the runner that subcommand (measuring inside the
-// host, a guest built for wasm32 doing the switching), nothing here needs to change.
+// They need the wasm host (`wasm/host`, package `greenlet-wasm`, whose runner is the
+// `greenlet-wasm` binary) and its `bench` guest (`wasm/guests`, package
+// `greenlet-wasm-guests`, built for wasm32-wasip1). Each run executes
+// `greenlet-wasm run --fibers=<mechanism> bench.wasm <iterations>` once per mechanism; the
+// guest prints one `<name> <ns>` line per measurement (see `WASM_MEASURES`). If either
+// crate is missing or does not build within `--wasm-build-timeout`, the section prints
+// "skipped: wasm host not built" and why; the rest of the run is unaffected.
 // ---------------------------------------------------------------------------------------
 
-/// The wasm section's lines (already formatted), or one line saying why it was skipped.
-fn wasm_rows(target: &Path, build_timeout: u64) -> Vec<String> {
-    println!("\n==> wasm (inside the wasmtime host)");
+/// The fiber mechanisms of the wasm host, as `--fibers=` names them.
+const WASM_MECHANISMS: &[&str] = &["stack-switching", "store-per-fiber"];
+
+/// What the `bench` guest prints, and the row each becomes.
+const WASM_MEASURES: &[(&str, &str)] = &[
+    (
+        "backend_switch_round_trip_ns",
+        "round trip, raw backend `Context::switch` pair",
+    ),
+    ("switch_round_trip_ns", "round trip, `Greenlet::switch`"),
+    (
+        "backend_create_finish_ns",
+        "create + run to its exit, raw backend context (stack pool)",
+    ),
+    (
+        "create_finish_ns",
+        "create + run to completion + drop, `Greenlet`",
+    ),
+];
+
+/// The wasm section as Markdown lines, or one line saying why it was skipped.
+fn wasm_rows(options: &Options, target: &Path) -> Vec<String> {
+    println!("\n==> wasm32 (inside the wasmtime host)");
     let skipped = |why: String| {
         println!("    {why}");
         vec![why]
     };
-    if !Path::new("wasm/host/Cargo.toml").exists() {
-        return skipped("skipped: wasm host not built".into());
+    for manifest in ["wasm/host/Cargo.toml", "wasm/guests/Cargo.toml"] {
+        if !Path::new(manifest).exists() {
+            return skipped(format!("skipped: wasm host not built (no {manifest})"));
+        }
     }
     // A cold build of wasmtime takes many minutes: give up after a while rather than
     // stall the whole run (build the host first to get these rows).
-    let mut build = exec::cargo();
-    build
-        .args(["build", "--release", "--quiet", "-p", "greenlet-wasm"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    println!(
-        "    + {} (at most {build_timeout} s)",
-        exec::display(&build)
-    );
-    match run_with_timeout(&mut build, Duration::from_secs(build_timeout)) {
-        Ok(true) => {}
-        Ok(false) => {
-            return skipped(
-                "skipped: wasm host not built (`cargo build -p greenlet-wasm` failed)".into(),
-            );
+    let deadline = Instant::now() + Duration::from_secs(options.wasm_build_timeout);
+    let builds: [&[&str]; 2] = [
+        &[
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "greenlet-wasm",
+            "--bin",
+            "greenlet-wasm",
+        ],
+        &[
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            "wasm32-wasip1",
+            "-p",
+            "greenlet-wasm-guests",
+            "--bin",
+            "bench",
+        ],
+    ];
+    for args in builds {
+        let mut build = exec::cargo();
+        build
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let shown = exec::display(&build);
+        println!("    + {shown}");
+        let left = deadline.saturating_duration_since(Instant::now());
+        match run_with_timeout(&mut build, left) {
+            Ok(true) => {}
+            Ok(false) => {
+                return skipped(format!("skipped: wasm host not built (`{shown}` failed)"));
+            }
+            Err(why) => return skipped(format!("skipped: wasm host not built ({why})")),
         }
-        Err(why) => return skipped(format!("skipped: wasm host not built ({why})")),
     }
     let runner = target.join("release").join("greenlet-wasm");
-    let mut runs: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let outcome = stream(Command::new(&runner).arg("bench"), |line| {
-        let mut row = None;
-        let mut ns = None;
-        for word in line.strip_prefix("run ").unwrap_or("").split_whitespace() {
-            if let Some(v) = word.strip_prefix("row=") {
-                row = Some(v.to_string());
-            } else if let Some(v) = word.strip_prefix("ns_per_op=") {
-                ns = v.parse::<f64>().ok();
+    let guest = target
+        .join("wasm32-wasip1")
+        .join("release")
+        .join("bench.wasm");
+    let iterations = if options.quick { "5000" } else { "20000" };
+    // (mechanism, measure) -> ns per run
+    let mut runs: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
+    let mut failures: BTreeMap<&str, String> = BTreeMap::new();
+    for run in 1..=options.runs {
+        for &mechanism in WASM_MECHANISMS {
+            let mut cmd = Command::new(&runner);
+            cmd.arg("run")
+                .arg(format!("--fibers={mechanism}"))
+                .arg(&guest)
+                .arg(iterations);
+            let mut seen = Vec::new();
+            let outcome = stream(&mut cmd, |line| {
+                let mut words = line.split_whitespace();
+                let (Some(name), Some(value)) = (words.next(), words.next()) else {
+                    return;
+                };
+                if let (Some(&(key, _)), Ok(ns)) = (
+                    WASM_MEASURES.iter().find(|(key, _)| *key == name),
+                    value.parse::<f64>(),
+                ) {
+                    seen.push(format!("{key}={}", fmt_ns(ns)));
+                    runs.entry((mechanism, key)).or_default().push(ns);
+                }
+            });
+            match outcome {
+                Ok(streamed) if streamed.status.success() && !seen.is_empty() => {
+                    println!(
+                        "    run {run}/{} {mechanism:<16} {}",
+                        options.runs,
+                        seen.join(" ")
+                    );
+                }
+                Ok(streamed) => {
+                    let first = streamed
+                        .stderr
+                        .lines()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("")
+                        .trim()
+                        .to_string();
+                    let why = format!("{}: {first}", describe(streamed.status));
+                    println!(
+                        "    run {run}/{} {mechanism:<16} failed: {why}",
+                        options.runs
+                    );
+                    failures.insert(mechanism, why);
+                }
+                Err(e) => {
+                    println!("    run {run}/{} {mechanism:<16} failed: {e}", options.runs);
+                    failures.insert(mechanism, e);
+                }
             }
         }
-        if let (Some(row), Some(ns)) = (row, ns) {
-            println!("    {row:<40} {}", fmt_ns(ns));
-            runs.entry(row).or_default().push(ns);
-        }
-    });
-    match outcome {
-        Ok(streamed) if streamed.status.success() && !runs.is_empty() => runs
-            .iter()
-            .map(|(row, values)| {
-                let (lo, hi) = min_max(values);
-                format!(
-                    "| {row} | {} | {} – {} | {} runs |",
-                    fmt_ns(median(values)),
-                    fmt_ns(lo),
-                    fmt_ns(hi),
-                    values.len()
-                )
-            })
-            .collect(),
-        Ok(streamed) => {
-            // The first line says what went wrong (say, "unknown command bench"); usage
-            // text follows it.
-            let first = streamed
-                .stderr
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim();
-            skipped(format!(
-                "skipped: the wasm host built, but `greenlet-wasm bench` gave no rows \
-                 ({}: {first})",
-                describe(streamed.status)
-            ))
-        }
-        Err(e) => skipped(format!("skipped: the wasm host built, but {e}")),
     }
+    if runs.is_empty() {
+        let why: Vec<String> = failures.iter().map(|(m, w)| format!("{m}: {w}")).collect();
+        return skipped(format!(
+            "skipped: the wasm host built, but its bench guest gave no figures ({})",
+            why.join("; ")
+        ));
+    }
+    let mut lines = vec![
+        format!(
+            "| ({iterations} iterations per run, {} runs; median, range over runs) | {} |",
+            options.runs,
+            WASM_MECHANISMS.join(" | ")
+        ),
+        format!("|---|{}", "---:|".repeat(WASM_MECHANISMS.len())),
+    ];
+    for &(key, label) in WASM_MEASURES {
+        let cells: Vec<String> = WASM_MECHANISMS
+            .iter()
+            .map(|&mechanism| match runs.get(&(mechanism, key)) {
+                Some(values) => {
+                    let (lo, hi) = min_max(values);
+                    format!(
+                        "{} ({} – {})",
+                        fmt_ns(median(values)),
+                        fmt_ns(lo),
+                        fmt_ns(hi)
+                    )
+                }
+                None => failures
+                    .get(mechanism)
+                    .map_or("–".to_string(), |why| format!("failed: {why}")),
+            })
+            .collect();
+        lines.push(format!("| {label} | {} |", cells.join(" | ")));
+    }
+    lines
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1302,9 +1394,6 @@ fn render(report: &Report, options: &Options) -> String {
     }
     if !report.wasm.is_empty() {
         out.push_str("\n## wasm32, inside the wasmtime host\n\n");
-        if report.wasm.iter().all(|l| l.starts_with('|')) {
-            out.push_str("| | median | range over runs | runs |\n|---|---:|---:|---:|\n");
-        }
         for line in &report.wasm {
             let _ = writeln!(out, "{line}");
         }
@@ -1319,7 +1408,9 @@ fn render(report: &Report, options: &Options) -> String {
            Python greenlet divide medians from the same `cargo xtask bench` run.\n\
          - Memory rows are one subprocess each: RSS growth (`VmRSS` from \
            `/proc/self/status`) over the live greenlets, each suspended 4 frames deep; \
-           \"peak\" is `VmHWM`.\n",
+           \"peak\" is `VmHWM`.\n\
+         - wasm32 rows are timed inside the guest (`wasm/guests/src/bin/bench.rs`) over a \
+           fixed number of iterations, under `greenlet-wasm run --fibers=<mechanism>`.\n",
     );
     out
 }
