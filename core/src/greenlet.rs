@@ -170,6 +170,12 @@ impl Greenlet {
 
     /// The greenlet running now in this thread.
     ///
+    /// A handle to a greenlet kept on its own stack while it is suspended keeps it alive:
+    /// dropping its other handles then does not kill it. Mind temporaries, which live to
+    /// the end of their statement: `Greenlet::current().parent().unwrap().switch(v)` holds
+    /// a handle to the current greenlet during the switch. Use
+    /// [`Greenlet::switch_to_parent`] for that.
+    ///
     /// # Panics
     ///
     /// Only if called from a thread-local destructor after this thread's greenlet state was
@@ -231,6 +237,34 @@ impl Greenlet {
     /// ```
     pub fn switch<T: 'static>(&self, value: T) -> Result<Value, Error> {
         switch::transfer(self, Delivery::Value(Value::new(value)))
+    }
+
+    /// Switches from the current greenlet to its parent, handing it `value`; returns what
+    /// is later switched back. On a main greenlet (which has no parent) the value comes
+    /// straight back, as a switch to oneself does.
+    ///
+    /// Unlike `Greenlet::current().parent().unwrap().switch(value)`, this keeps no handle
+    /// to the current greenlet while it is suspended, so dropping its last handle
+    /// elsewhere still kills it.
+    ///
+    /// ```
+    /// use greenlet::Greenlet;
+    /// let child = Greenlet::new(|x| {
+    ///     let reply = Greenlet::switch_to_parent(x)?; // to main, which created us
+    ///     Ok(reply)
+    /// });
+    /// assert_eq!(child.switch(1).unwrap().downcast::<i32>().unwrap(), 1);
+    /// assert_eq!(child.switch(2).unwrap().downcast::<i32>().unwrap(), 2);
+    /// assert!(child.is_dead());
+    /// ```
+    pub fn switch_to_parent<T: 'static>(value: T) -> Result<Value, Error> {
+        let target = {
+            let ts = thread::state()?;
+            let current = ts.current.borrow();
+            let parent = current.inner.parent.borrow().clone();
+            parent.unwrap_or_else(|| current.clone())
+        };
+        switch::transfer_owned(target, Delivery::Value(Value::new(value)))
     }
 
     /// Raises `error` in this greenlet: its pending switch returns `Err(error)`.

@@ -89,6 +89,18 @@ pub(crate) fn transfer(target: &Greenlet, delivery: Delivery) -> Result<Value, E
     switch_to(ts, Cow::Borrowed(target), delivery)
 }
 
+/// [`transfer`] to a handle we own, which is dropped before the stack switch (see
+/// [`switch_to`]), so that it does not wait on the switching greenlet's stack.
+pub(crate) fn transfer_owned(target: Greenlet, delivery: Delivery) -> Result<Value, Error> {
+    let ts = thread::state()?;
+    target.check_owner(ts)?;
+    if target.is_dead() {
+        // Holding a dead greenlet's handle is harmless: it cannot be killed.
+        return transfer_to_ancestor(ts, &target, delivery);
+    }
+    switch_to(ts, Cow::Owned(target), delivery)
+}
+
 /// [`transfer`] to a dead `target`: to its nearest live ancestor.
 #[cold]
 #[inline(never)]

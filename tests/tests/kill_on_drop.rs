@@ -626,3 +626,26 @@ fn switch_forwarded_through_a_dead_greenlet_keeps_no_handle_to_the_ancestor() {
     );
     waiter.kill().unwrap();
 }
+
+// Catalog 76: `switch_to_parent` keeps no handle to the switching greenlet (nor to its
+// parent) while it waits, so dropping the last handle kills it.
+#[test]
+fn greenlet_suspended_in_switch_to_parent_is_killed_when_dropped() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let exits = Rc::new(Cell::new(0));
+    let seen = exits.clone();
+    let g = greenlet::Greenlet::new(move |_| -> Result<(), greenlet::Error> {
+        match greenlet::Greenlet::switch_to_parent(()) {
+            Err(e) if e.is_exit() => {
+                seen.set(seen.get() + 1);
+                Err(e)
+            }
+            other => other.map(drop),
+        }
+    });
+    g.switch(()).unwrap();
+    assert!(g.is_active());
+    drop(g);
+    assert_eq!(exits.get(), 1);
+}
