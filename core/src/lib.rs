@@ -83,3 +83,8 @@ pub use value::Value;
 pub fn backend_name() -> &'static str {
     <Backend as Context>::NAME
 }
+
+/// The README's Rust examples, compiled and run as doctests so the README stays true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
