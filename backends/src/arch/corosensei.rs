@@ -146,7 +146,8 @@ unsafe impl Context for CoroContext {
 
     unsafe fn into_stack(mut self) -> Option<GuardedStack> {
         let mut coroutine = self.coroutine.take()?;
-        if coroutine.started() && !coroutine.done() {
+        // A coroutine never started is not `done()` either, and `into_stack` refuses it.
+        if !coroutine.done() {
             // SAFETY: the caller accepts that a suspended context's frames are discarded.
             unsafe { coroutine.force_reset() };
         }
@@ -160,7 +161,6 @@ impl Drop for CoroContext {
         // function, which cannot unwind (it is `extern "C"`): the process would abort.
         // A context is only dropped when it is not running, so its frames are discarded.
         if let Some(coroutine) = self.coroutine.as_mut()
-            && coroutine.started()
             && !coroutine.done()
         {
             // SAFETY: a context being dropped is not running; discarding its frames
@@ -183,6 +183,17 @@ mod tests {
             // SAFETY: pair[1] is running (us), pair[0] is the test's thread context.
             unsafe { CoroContext::switch(pair[1].get(), pair[0].get(), 0) };
         }
+    }
+
+    #[test]
+    fn a_context_never_started_gives_its_stack_back() {
+        let stack = GuardedStack::new(64 * 1024).unwrap();
+        let top = stack.top();
+        let context = CoroContext::new(stack, park_forever, std::ptr::null_mut());
+        // SAFETY: the context never ran.
+        let stack = unsafe { context.into_stack() }.expect("a new context owns a stack");
+        assert_eq!(stack.top(), top);
+        drop(CoroContext::new(stack, park_forever, std::ptr::null_mut()));
     }
 
     #[test]
