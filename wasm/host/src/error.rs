@@ -122,6 +122,36 @@ pub(crate) fn classify(err: wasmtime::Error, fiber: Option<i32>) -> Result<i32, 
     }
     Err(Error::Trap {
         fiber,
-        message: format!("{err:#}"),
+        message: shorten(&format!("{err:#}")),
     })
+}
+
+/// Keeps the head and tail of a long trap message: a stack overflow's wasm backtrace has
+/// a line per frame, tens of thousands of them.
+fn shorten(message: &str) -> String {
+    const HEAD: usize = 24;
+    const TAIL: usize = 8;
+    let lines: Vec<&str> = message.lines().collect();
+    if lines.len() <= HEAD + TAIL + 1 {
+        return message.to_string();
+    }
+    let omitted = lines.len() - HEAD - TAIL;
+    let mut out = lines[..HEAD].join("\n");
+    out.push_str(&format!("\n    ... {omitted} more frames ...\n"));
+    out.push_str(&lines[lines.len() - TAIL..].join("\n"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shorten;
+
+    #[test]
+    fn long_backtraces_keep_head_and_tail() {
+        let long: Vec<String> = (0..1000).map(|i| format!("frame {i}")).collect();
+        let short = shorten(&long.join("\n"));
+        assert!(short.contains("frame 0\n") && short.contains("frame 999"));
+        assert!(short.contains("968 more frames"));
+        assert_eq!(shorten("one\ntwo"), "one\ntwo");
+    }
 }

@@ -32,6 +32,7 @@ fn two_hundred_thousand_greenlets_run_with_flat_host_memory() {
             .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
             .collect();
         assert_eq!(rss.len(), 10, "{m}: {out}");
+        eprintln!("{m}: host RSS (KiB) after each 20,000 greenlets: {rss:?}");
         // From the first tenth to the end: flat (within 8 MiB of noise).
         let growth = i64::from(rss[9]) - i64::from(rss[0]);
         assert!(growth < 8 * 1024, "{m}: RSS grew by {growth} KiB: {rss:?}");

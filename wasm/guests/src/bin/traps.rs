@@ -3,15 +3,20 @@
 //! `greenlet-wasm run traps.wasm <kind>` with kind one of: unreachable, out-of-bounds,
 //! stack-overflow, panic, shadow-overflow, exit. Prints `suspended 3` before trapping.
 use greenlet::Greenlet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Frames `recurse` made; updated after each call, so the recursion is no tail call.
+static FRAMES: AtomicU64 = AtomicU64::new(0);
 
 #[inline(never)]
 fn recurse(n: u64) -> u64 {
-    // Deep native (wasm) recursion: locals stay in wasm locals, not the shadow stack.
+    // Deep native (wasm) recursion: `n` stays in a wasm local, off the shadow stack.
     if n == 0 {
-        0
-    } else {
-        recurse(std::hint::black_box(n - 1)) + 1
+        return 0;
     }
+    let below = recurse(n - 1);
+    FRAMES.fetch_add(1, Ordering::Relaxed);
+    below + 1
 }
 
 #[inline(never)]
