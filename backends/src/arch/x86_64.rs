@@ -22,6 +22,20 @@
 //! switch compares the two control states and loads the resumed one only if it differs.
 //! The AArch64 backend keeps FPCR the same way.
 //!
+//! `stmxcsr` and `fnstcw` can only store to memory, so the switch reads what they wrote
+//! back with loads of the same sizes (4 and 2 bytes): one 8-byte load over both stores
+//! cannot be forwarded from the store buffer and stalls until they retire, which once
+//! cost more than the rest of the switch together.
+//!
+//! # Leaving a switch
+//!
+//! A switch does not end in `ret`: the return address it pops belongs to the *other*
+//! context's `call`, which the return stack buffer never predicts, so a `ret` would be
+//! mispredicted on every switch. It pops the return address into rcx and `jmp`s there
+//! instead; the indirect-branch predictor learns the alternating targets of a switch
+//! loop. The `call` that entered the switch leaves an entry on the return stack buffer
+//! that no `ret` consumes, which is harmless: the buffer is a ring and simply wraps.
+//!
 //! # The switch frame
 //!
 //! A suspended context's `sp` points at the frame `switch_impl` pushed:
@@ -57,7 +71,7 @@
 //!    top -  8  | trampoline addr  |  return-address half of the bottom frame record
 //!    top - 16  | link             |  <- rsp inside `trampoline`; rbp there points here too
 //!              +------------------+
-//!    top - 24  | trampoline addr  |  "return address": the first switch in `ret`s here
+//!    top - 24  | trampoline addr  |  "return address": the first switch jumps here
 //!    top - 32  | rbp = 0          |
 //!    top - 40  | rbx = entry      |
 //!    top - 48  | r12 = data       |  [`AsmContext::set_data`] rewrites this word
@@ -68,7 +82,7 @@
 //!              +------------------+  <- initial AsmContext::sp = top - 16 - 64 = top - 80
 //! ```
 //!
-//! The first switch in pops this frame (rsp = top - 80 + 64 = top - 16) and returns into
+//! The first switch in pops this frame (rsp = top - 80 + 64 = top - 16) and jumps into
 //! `trampoline`, which calls `entry(value, data)` with rsp = top - 16: 16-byte aligned,
 //! as the ABI wants before a `call`. `entry` never returns, so nothing above top - 16 is
 //! ever popped. Nothing in the frame points at the [`AsmContext`] itself, which may move
@@ -176,16 +190,17 @@ fn terminal_record() -> *const u8 {
         .wrapping_add(FRAME_RECORD)
 }
 
-/// The control bits of an FP control word as `switch_impl` stores it: MXCSR bits 6-15
-/// (bytes 0-3 hold MXCSR) and the whole x87 control word (bytes 4-5).
-const FP_CONTROL_MASK: u64 = 0x0000_ffff_0000_ffc0;
+/// The control bits of MXCSR (6-15); the rest (0-5) are status flags. The whole x87
+/// control word is control.
+const MXCSR_CONTROL_MASK: u32 = 0xffc0;
+const MXCSR_STATUS_MASK: u32 = 0x3f;
 
 /// The second half of `switch_impl`, shared with `exit_impl`: resumes the context in rsi,
 /// pointing its link (if it has one) at the frame record in rcx, and returns rax to it.
-/// r8 holds the running code's FP control word (as a switch frame stores it).
+/// r8d holds the running code's MXCSR and r9d its x87 control word (zero-extended).
 ///
-/// Uses the `sp`, `link` and `fp_control_mask` const operands of the `naked_asm!` it is
-/// expanded into.
+/// Uses the `sp`, `link`, `mxcsr_control` and `mxcsr_status` const operands of the
+/// `naked_asm!` it is expanded into.
 macro_rules! resume_rsi {
     () => {
         concat!(
@@ -206,15 +221,17 @@ macro_rules! resume_rsi {
             ".cfi_offset r14, -48\n",
             ".cfi_offset r15, -56\n",
             // Same FP control bits as now (the usual case)? Then load nothing.
-            "mov rdx, [rsp]\n",
-            "xor rdx, r8\n",
-            "movabs r9, {fp_control_mask}\n",
-            "test rdx, r9\n",
+            "mov edx, [rsp]\n",
+            "xor edx, r8d\n",
+            "and edx, {mxcsr_control}\n",
+            "movzx r10d, word ptr [rsp + 4]\n",
+            "xor r10d, r9d\n",
+            "or edx, r10d\n",
             "jz 3f\n",
             // They differ: the target's control bits with the thread's status flags.
             "mov edx, [rsp]\n",
-            "and edx, 0xffc0\n",
-            "and r8d, 0x3f\n",
+            "and edx, {mxcsr_control}\n",
+            "and r8d, {mxcsr_status}\n",
             "or edx, r8d\n",
             "mov [rsp], edx\n",
             "ldmxcsr dword ptr [rsp]\n",
@@ -240,8 +257,12 @@ macro_rules! resume_rsi {
             "pop rbp\n",
             ".cfi_adjust_cfa_offset -8\n",
             ".cfi_restore rbp\n",
-            // Into the target's caller, or into `trampoline` for a new context.
-            "ret\n",
+            // Into the target's caller, or into `trampoline` for a new context; a `jmp`,
+            // not a `ret` (see the module docs).
+            "pop rcx\n",
+            ".cfi_adjust_cfa_offset -8\n",
+            ".cfi_register rip, rcx\n",
+            "jmp rcx\n",
         )
     };
 }
@@ -259,7 +280,7 @@ unsafe extern "sysv64" fn switch_impl(
     to: *mut AsmContext,
     value: usize,
 ) -> usize {
-    // rdi = from, rsi = to, rdx = value. Scratch: rax, rcx, rdx, r8, r9 (all
+    // rdi = from, rsi = to, rdx = value. Scratch: rax, rcx, rdx, r8, r9, r10 (all
     // caller-saved).
     naked_asm!(
         ".cfi_startproc",
@@ -286,7 +307,9 @@ unsafe extern "sysv64" fn switch_impl(
         ".cfi_adjust_cfa_offset 8",
         "stmxcsr dword ptr [rsp]",
         "fnstcw word ptr [rsp + 4]",
-        "mov r8, [rsp]",
+        // Read back at the sizes stored, so that both loads forward from the stores.
+        "mov r8d, [rsp]",
+        "movzx r9d, word ptr [rsp + 4]",
         // Suspend: the frame is complete, publish it.
         "mov [rdi + {sp}], rsp",
         // Our frame record, for the target's link: 48 bytes up (see the diagram).
@@ -296,7 +319,8 @@ unsafe extern "sysv64" fn switch_impl(
         ".cfi_endproc",
         sp = const offset_of!(AsmContext, sp),
         link = const offset_of!(AsmContext, link),
-        fp_control_mask = const FP_CONTROL_MASK,
+        mxcsr_control = const MXCSR_CONTROL_MASK,
+        mxcsr_status = const MXCSR_STATUS_MASK,
     )
 }
 
@@ -310,13 +334,14 @@ unsafe extern "sysv64" fn switch_impl(
 #[unsafe(naked)]
 unsafe extern "sysv64" fn exit_impl(to: *mut AsmContext, value: usize, record: *const u8) -> ! {
     // rdi = to, rsi = value, rdx = record; `resume_rsi` wants rsi = to, rcx = record,
-    // rax = value and r8 = our FP control word, read through the red zone (we call
-    // nothing, so the 128 bytes below rsp are ours).
+    // rax = value, r8d = our MXCSR and r9d = our x87 control word, read through the red
+    // zone (we call nothing, so the 128 bytes below rsp are ours).
     naked_asm!(
         ".cfi_startproc",
         "stmxcsr dword ptr [rsp - 8]",
         "fnstcw word ptr [rsp - 4]",
-        "mov r8, [rsp - 8]",
+        "mov r8d, [rsp - 8]",
+        "movzx r9d, word ptr [rsp - 4]",
         "mov rax, rsi",
         "mov rcx, rdx",
         "mov rsi, rdi",
@@ -324,13 +349,14 @@ unsafe extern "sysv64" fn exit_impl(to: *mut AsmContext, value: usize, record: *
         ".cfi_endproc",
         sp = const offset_of!(AsmContext, sp),
         link = const offset_of!(AsmContext, link),
-        fp_control_mask = const FP_CONTROL_MASK,
+        mxcsr_control = const MXCSR_CONTROL_MASK,
+        mxcsr_status = const MXCSR_STATUS_MASK,
     )
 }
 
 /// The bottom frame of every context: calls `entry(value, data)`.
 ///
-/// Never called: the first switch into a new context returns into it with rsp at the
+/// Never called: the first switch into a new context jumps into it with rsp at the
 /// link slot (top - 16), rax = the value switched in, rbx = entry and r12 = data.
 #[unsafe(naked)]
 unsafe extern "sysv64" fn trampoline() {
