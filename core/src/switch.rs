@@ -195,20 +195,12 @@ pub(crate) fn after_switch(ts: &ThreadState) -> Delivery {
     if origin.state() == State::Dead {
         reclaim_stack(ts, &origin);
     }
-    if tracer_installed(ts) {
+    if trace::has_tracer(ts) {
         trace_after_switch(ts, &origin, &mut delivery);
     }
     // Dropping the origin's handle may kill it (it may have been the last one).
     drop(origin);
     delivery
-}
-
-/// Whether a trace hook is installed, without moving it out of its cell and back.
-#[inline]
-fn tracer_installed(ts: &ThreadState) -> bool {
-    // SAFETY: a `Cell` hands out no references to its contents, and this thread is the
-    // only one that reaches `ts`: nothing writes the cell while we read it.
-    unsafe { (*ts.tracer.as_ptr()).is_some() }
 }
 
 /// The trace hook's part of [`after_switch`], out of the way of untraced switches.

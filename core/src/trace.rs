@@ -72,12 +72,12 @@ pub(crate) fn run_after_switch(
     run(ts, origin, &target, delivery)
 }
 
-fn has_tracer(ts: &ThreadState) -> bool {
-    // A `Cell` cannot be peeked at: take the hook out and put it back.
-    let tracer = ts.tracer.take();
-    let installed = tracer.is_some();
-    ts.tracer.set(tracer);
-    installed
+/// Whether a trace hook is installed, without moving it out of its cell and back.
+#[inline]
+pub(crate) fn has_tracer(ts: &ThreadState) -> bool {
+    // SAFETY: a `Cell` hands out no references to its contents, and this thread is the
+    // only one that reaches `ts`: nothing writes the cell while we read it.
+    unsafe { (*ts.tracer.as_ptr()).is_some() }
 }
 
 /// Runs the hook, if any, for a transfer of `delivery` from `origin` to `target`.
