@@ -332,11 +332,15 @@ pub fn run(options: &Options) -> Result<bool, String> {
 }
 
 /// The target directory cargo uses: `$CARGO_TARGET_DIR`, or `target` in the workspace.
+///
+/// Always absolute: `cargo bench` runs bench binaries in their package's directory, so a
+/// relative `CRITERION_HOME` would land in `benches/target` and the results would be lost.
 fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
+    let dir = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => PathBuf::from("target"),
-    }
+    };
+    std::path::absolute(&dir).unwrap_or(dir)
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
