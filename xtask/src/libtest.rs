@@ -41,11 +41,7 @@ pub fn parse_result_line(line: &str) -> Option<Counts> {
             _ => {}
         }
     }
-    Some(Counts {
-        passed: passed?,
-        failed: failed?,
-        ignored: ignored?,
-    })
+    Some(Counts::new(passed?, failed?, ignored?))
 }
 
 /// Removes `ESC [ ... <letter>` colour sequences.
@@ -71,36 +67,28 @@ fn strip_ansi(line: &str) -> String {
 mod tests {
     use super::*;
 
-    fn counts(passed: u64, failed: u64, ignored: u64) -> Counts {
-        Counts {
-            passed,
-            failed,
-            ignored,
-        }
-    }
-
     #[test]
     fn parses_a_passing_result_line() {
         let line = "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s";
-        assert_eq!(parse_result_line(line), Some(counts(12, 0, 1)));
+        assert_eq!(parse_result_line(line), Some(Counts::new(12, 0, 1)));
     }
 
     #[test]
     fn parses_a_failing_result_line() {
         let line = "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.40s";
-        assert_eq!(parse_result_line(line), Some(counts(3, 2, 0)));
+        assert_eq!(parse_result_line(line), Some(Counts::new(3, 2, 0)));
     }
 
     #[test]
     fn parses_the_older_form_without_a_duration() {
         let line = "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out";
-        assert_eq!(parse_result_line(line), Some(counts(0, 0, 0)));
+        assert_eq!(parse_result_line(line), Some(Counts::new(0, 0, 0)));
     }
 
     #[test]
     fn ignores_colour_codes_and_indentation() {
         let line = "  test result: \u{1b}[32mok\u{1b}[0m. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s";
-        assert_eq!(parse_result_line(line), Some(counts(2, 0, 0)));
+        assert_eq!(parse_result_line(line), Some(Counts::new(2, 0, 0)));
     }
 
     #[test]
@@ -141,7 +129,7 @@ test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
 
 all doctests ran in 0.57s; merged doctests compilation took 0.55s
 ";
-        assert_eq!(count(output), counts(7, 1, 1));
+        assert_eq!(count(output), Counts::new(7, 1, 1));
     }
 
     #[test]

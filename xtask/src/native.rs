@@ -187,11 +187,11 @@ fn parse_plain_line(line: &str) -> Option<Counts> {
     if !(rest.is_empty() || rest.starts_with(" (")) {
         return None;
     }
-    Some(Counts {
-        passed: passed.parse().ok()?,
-        failed: failed.parse().ok()?,
-        ignored: skipped,
-    })
+    Some(Counts::new(
+        passed.parse().ok()?,
+        failed.parse().ok()?,
+        skipped,
+    ))
 }
 
 /// Where cargo puts its build output.
@@ -546,14 +546,6 @@ pub fn parse_tests(args: &[String]) -> Result<String, String> {
 mod tests {
     use super::*;
 
-    fn counts(passed: u64, failed: u64, ignored: u64) -> Counts {
-        Counts {
-            passed,
-            failed,
-            ignored,
-        }
-    }
-
     #[test]
     fn plain_result_lines_are_counted() {
         let output = "ok - a\n3 passed, 0 failed\nqsort.c: 0 passed, 1 failed (does not compile)\n\
@@ -561,7 +553,7 @@ mod tests {
                       test result: ok. 14 passed; 0 failed; 0 ignored\n\
                       native tests on t: 3 passed and 1 failed in all, 1 skipped\n\
                       said: 2 passed, 1 failed trailing words\n";
-        assert_eq!(count_plain(output), counts(3, 1, 1));
+        assert_eq!(count_plain(output), Counts::new(3, 1, 1));
     }
 
     #[test]

@@ -11,6 +11,15 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Counts from the three numbers.
+    pub const fn new(passed: u64, failed: u64, ignored: u64) -> Self {
+        Counts {
+            passed,
+            failed,
+            ignored,
+        }
+    }
+
     /// Tests that actually ran (ignored ones did not).
     pub fn ran(self) -> u64 {
         self.passed + self.failed
@@ -106,45 +115,39 @@ pub struct Outcome {
 mod tests {
     use super::*;
 
-    fn counts(passed: u64, failed: u64, ignored: u64) -> Counts {
-        Counts {
-            passed,
-            failed,
-            ignored,
-        }
-    }
-
     #[test]
     fn failed_tests_win_over_exit_status() {
         assert_eq!(
-            Status::judge(counts(3, 1, 0), false, || unreachable!()),
+            Status::judge(Counts::new(3, 1, 0), false, || unreachable!()),
             Status::Failed
         );
     }
 
     #[test]
     fn unsuccessful_exit_without_failures_is_an_error() {
-        let status = Status::judge(counts(3, 0, 0), false, || "build error".into());
+        let status = Status::judge(Counts::new(3, 0, 0), false, || "build error".into());
         assert_eq!(status, Status::Error("build error".into()));
     }
 
     #[test]
     fn only_ignored_tests_means_no_tests_ran() {
         assert_eq!(
-            Status::judge(counts(0, 0, 4), true, String::new),
+            Status::judge(Counts::new(0, 0, 4), true, String::new),
             Status::NoTests
         );
     }
 
     #[test]
     fn passing_tests_and_success_are_ok() {
-        assert!(Status::judge(counts(1, 0, 2), true, String::new).is_ok());
+        assert!(Status::judge(Counts::new(1, 0, 2), true, String::new).is_ok());
     }
 
     #[test]
     fn counts_sum_field_by_field() {
-        let total: Counts = [counts(1, 2, 3), counts(10, 20, 30)].into_iter().sum();
-        assert_eq!(total, counts(11, 22, 33));
+        let total: Counts = [Counts::new(1, 2, 3), Counts::new(10, 20, 30)]
+            .into_iter()
+            .sum();
+        assert_eq!(total, Counts::new(11, 22, 33));
         assert_eq!(total.ran(), 33);
     }
 }
