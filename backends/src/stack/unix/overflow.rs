@@ -274,19 +274,23 @@ mod tests {
         assert_eq!(message.as_bytes().len(), 160);
     }
 
+    /// Takes away the alternate signal stack std gives its threads, as a C thread has none.
+    fn act_as_a_c_thread() {
+        let disable = libc::stack_t {
+            ss_sp: ptr::null_mut(),
+            ss_flags: libc::SS_DISABLE,
+            ss_size: 0,
+        };
+        // SAFETY: the calling thread is not running on its alternate stack. std frees the
+        // stack it made when the thread exits, whether or not it is still installed.
+        assert_eq!(unsafe { libc::sigaltstack(&disable, ptr::null_mut()) }, 0);
+        assert_eq!(altstack::current_size(), None);
+    }
+
     #[test]
     fn installing_gives_a_thread_without_one_an_alternate_stack() {
         std::thread::spawn(|| {
-            // Rust threads come with one; take it away to act as a C thread would.
-            let disable = libc::stack_t {
-                ss_sp: ptr::null_mut(),
-                ss_flags: libc::SS_DISABLE,
-                ss_size: 0,
-            };
-            // SAFETY: this thread is not running on its alternate stack. std frees the
-            // stack it made when the thread exits, whether or not it is still installed.
-            assert_eq!(unsafe { libc::sigaltstack(&disable, ptr::null_mut()) }, 0);
-            assert_eq!(altstack::current_size(), None);
+            act_as_a_c_thread();
             install_overflow_handler();
             assert!(altstack::current_size().unwrap() >= 64 * 1024);
             install_overflow_handler();
@@ -299,14 +303,7 @@ mod tests {
     fn taking_a_stack_once_the_handler_is_installed_gives_the_thread_an_alternate_stack() {
         install_overflow_handler();
         std::thread::spawn(|| {
-            let disable = libc::stack_t {
-                ss_sp: ptr::null_mut(),
-                ss_flags: libc::SS_DISABLE,
-                ss_size: 0,
-            };
-            // SAFETY: as in the test above.
-            assert_eq!(unsafe { libc::sigaltstack(&disable, ptr::null_mut()) }, 0);
-            assert_eq!(altstack::current_size(), None);
+            act_as_a_c_thread();
             let stack = crate::stack::StackPool::new().take(16 * 1024).unwrap();
             assert!(altstack::current_size().is_some());
             drop(stack);
