@@ -5,8 +5,9 @@ use std::rc::Rc;
 
 use greenlet_backends::stack::DEFAULT_STACK_SIZE;
 
+use crate::entry::EntryClosure;
 use crate::error::Error;
-use crate::greenlet::{Greenlet, Inner, RunSlot, State};
+use crate::greenlet::{Greenlet, Inner, State};
 use crate::thread;
 use crate::value::Value;
 
@@ -122,13 +123,14 @@ impl Builder {
         };
         let inner: Rc<Inner> = Rc::new(Inner {
             state: Cell::new(State::Unstarted),
+            is_main: false,
             parent: RefCell::new(Some(parent)),
             context: UnsafeCell::new(None),
             owner: ts.serial,
             stack_size: self.stack_size.unwrap_or(DEFAULT_STACK_SIZE),
             name: self.name,
             locals: RefCell::new(Vec::new()),
-            run: RunSlot(Cell::new(Some(run))),
+            run: EntryClosure::new(run),
         });
         Ok(Greenlet { inner })
     }

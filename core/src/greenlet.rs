@@ -9,6 +9,7 @@ use std::rc::Rc;
 use greenlet_backends::{Context, DefaultContext};
 
 use crate::builder::Builder;
+use crate::entry::EntryClosure;
 use crate::error::Error;
 use crate::switch::{self, Delivery};
 use crate::thread::{self, ThreadState};
@@ -36,50 +37,12 @@ pub enum State {
     Dead,
 }
 
-/// The entry closure of a greenlet, stored inside its shared state until it starts.
-pub(crate) trait Run {
-    /// Takes the closure out and calls it with the first value; `None` if already taken.
-    fn call(&self, first: Value) -> Option<Result<Value, Error>>;
-    /// Takes the closure out and drops it without calling it.
-    fn discard(&self);
-}
-
-/// Holds a greenlet's closure until it starts.
-pub(crate) struct RunSlot<F>(pub(crate) Cell<Option<F>>);
-
-impl<F, R> Run for RunSlot<F>
-where
-    F: FnOnce(Value) -> Result<R, Error>,
-    R: 'static,
-{
-    fn call(&self, first: Value) -> Option<Result<Value, Error>> {
-        // Take the closure out before calling it, so nothing can reach it twice.
-        let run = self.0.take()?;
-        Some(run(first).map(Value::new))
-    }
-
-    fn discard(&self) {
-        // Drop outside the cell: the closure's captures may run arbitrary code.
-        let run = self.0.take();
-        drop(run);
-    }
-}
-
-/// The "closure" of a main greenlet, which runs the thread's own code and has none.
-pub(crate) struct NoRun;
-
-impl Run for NoRun {
-    fn call(&self, _first: Value) -> Option<Result<Value, Error>> {
-        None
-    }
-
-    fn discard(&self) {}
-}
-
-/// The state shared by all handles of one greenlet. The closure is stored last, unsized,
-/// so creating a greenlet makes a single allocation.
-pub(crate) struct Inner<R: ?Sized = dyn Run> {
+/// The state shared by all handles of one greenlet. It has a fixed size (see
+/// [`EntryClosure`]), so a handle is one pointer and every field sits at a constant offset.
+pub(crate) struct Inner {
     pub(crate) state: Cell<State>,
+    /// A main greenlet: the one of its thread's own stack (it never has a parent).
+    pub(crate) is_main: bool,
     /// `None` only for a main greenlet.
     pub(crate) parent: RefCell<Option<Greenlet>>,
     /// The backend context: the thread's for a main greenlet, `None` before the first start
@@ -90,10 +53,10 @@ pub(crate) struct Inner<R: ?Sized = dyn Run> {
     pub(crate) stack_size: usize,
     pub(crate) name: Option<Box<str>>,
     pub(crate) locals: RefCell<Vec<(TypeId, Box<dyn Any>)>>,
-    pub(crate) run: R,
+    pub(crate) run: EntryClosure,
 }
 
-impl<R: ?Sized> Drop for Inner<R> {
+impl Drop for Inner {
     fn drop(&mut self) {
         // A context still here belongs to a main greenlet, or to a suspended greenlet that
         // could not be killed because its thread has exited: its frames are discarded
@@ -260,9 +223,8 @@ impl Greenlet {
     pub fn switch_to_parent<T: 'static>(value: T) -> Result<Value, Error> {
         let target = {
             let ts = thread::state()?;
-            let current = ts.current.borrow();
-            let parent = current.inner.parent.borrow().clone();
-            parent.unwrap_or_else(|| current.clone())
+            let parent = ts.current_inner().parent.borrow().clone();
+            parent.unwrap_or_else(|| ts.current())
         };
         switch::transfer_owned(target, Delivery::Value(Value::new(value)))
     }
@@ -405,8 +367,9 @@ impl Greenlet {
     /// ```
     /// assert!(!greenlet::Greenlet::new(|_| Ok(())).is_main());
     /// ```
+    #[inline]
     pub fn is_main(&self) -> bool {
-        self.inner.parent.borrow().is_none()
+        self.inner.is_main
     }
 
     /// The name given with [`Builder::name`], if any.

@@ -55,6 +55,7 @@
 #![warn(missing_docs)]
 
 mod builder;
+mod entry;
 mod error;
 pub mod generator;
 mod greenlet;

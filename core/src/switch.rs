@@ -2,20 +2,24 @@
 //! and what every resumed greenlet does first.
 //!
 //! A switch in four steps:
-//! 1. [`transfer`] checks the owner thread and, if the target is dead, forwards to its
-//!    nearest live ancestor.
-//! 2. [`switch_to`] starts an unstarted target (takes a stack), parks the [`Delivery`] in
-//!    the thread state, makes the target current, and switches contexts.
-//! 3. The resumed side runs [`after_switch`]: takes the delivery into a local *first*, then
-//!    reclaims the stack of a greenlet that just died, runs the trace hook, and drops the
-//!    handle of the greenlet it came from (which may kill that one).
+//! 1. [`transfer`] checks the owner thread and the target's state. The common case, a
+//!    suspended greenlet of this thread, goes straight to [`switch_to`]; everything else
+//!    (starting an unstarted target, forwarding from a dead one to its nearest live
+//!    ancestor, a switch to oneself, errors) is out of line in [`transfer_unusual`].
+//! 2. [`switch_to`] makes the target current and writes a [`Handoff`] (what is delivered,
+//!    and the handle of the greenlet left) on the switching greenlet's own stack, then
+//!    switches contexts, passing the handoff's address as the backend's `usize`.
+//! 3. The resumed side runs [`receive`]: moves the handoff out *first*, then reclaims the
+//!    stack of a greenlet that just died, runs the trace hook, and drops the handle of the
+//!    greenlet it came from (which may kill that one).
 //! 4. A finishing greenlet runs [`finish`], which delivers its outcome to its parent chain
 //!    and leaves its stack for good.
 
 use std::any::Any;
 use std::borrow::Cow;
+use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
-use std::rc::Rc;
+use std::ptr;
 
 use greenlet_backends::{Context, DefaultContext};
 
@@ -56,6 +60,17 @@ impl Delivery {
     }
 }
 
+/// What one greenlet hands the next at a switch. It lives on the switching greenlet's
+/// stack, wrapped in `ManuallyDrop`; the backend carries its address as the switch's
+/// `usize`, and the resumed side moves it out ([`receive`]) before anything else runs.
+/// The switching greenlet's stack stays readable until then: a suspended greenlet's
+/// frames are not touched, and a finished one's stack is reclaimed only after the move.
+struct Handoff {
+    delivery: Delivery,
+    /// The greenlet switched away from, carrying the thread state's count of it.
+    origin: Greenlet,
+}
+
 /// Ends the process with a message: for broken internal invariants only.
 pub(crate) fn fatal(message: &str) -> ! {
     eprintln!("fatal runtime error: {message}");
@@ -76,41 +91,51 @@ fn live_ancestor(greenlet: &Greenlet) -> Greenlet {
 
 /// Delivers `delivery` to `target` (or its nearest live ancestor if it is dead) and
 /// returns what the current greenlet receives when it is resumed.
-///
-/// The rare cases are out of line and the common path is inlined into this one function,
-/// so that a plain switch moves the delivery once into the thread state and the result
-/// once out of it.
+#[inline(always)]
 pub(crate) fn transfer(target: &Greenlet, delivery: Delivery) -> Result<Value, Error> {
     let ts = thread::state()?;
-    target.check_owner(ts)?;
-    if target.is_dead() {
-        return transfer_to_ancestor(ts, target, delivery);
+    if target.inner.owner == ts.serial && target.state() == State::Suspended {
+        return switch_to(ts, Cow::Borrowed(target), delivery);
     }
-    switch_to(ts, Cow::Borrowed(target), delivery)
+    transfer_unusual(ts, Cow::Borrowed(target), delivery)
 }
 
 /// [`transfer`] to a handle we own, which is dropped before the stack switch (see
 /// [`switch_to`]), so that it does not wait on the switching greenlet's stack.
+#[inline(always)]
 pub(crate) fn transfer_owned(target: Greenlet, delivery: Delivery) -> Result<Value, Error> {
     let ts = thread::state()?;
-    target.check_owner(ts)?;
-    if target.is_dead() {
-        // Holding a dead greenlet's handle is harmless: it cannot be killed.
-        return transfer_to_ancestor(ts, &target, delivery);
+    if target.inner.owner == ts.serial && target.state() == State::Suspended {
+        return switch_to(ts, Cow::Owned(target), delivery);
     }
-    switch_to(ts, Cow::Owned(target), delivery)
+    transfer_unusual(ts, Cow::Owned(target), delivery)
 }
 
-/// [`transfer`] to a dead `target`: to its nearest live ancestor.
+/// [`transfer`] to anything but a suspended greenlet of this thread: fails for another
+/// thread's greenlet, starts an unstarted one, forwards from a dead one to its nearest
+/// live ancestor, and lets the trace hook see a switch to oneself.
 #[cold]
 #[inline(never)]
-fn transfer_to_ancestor(
+fn transfer_unusual(
     ts: &ThreadState,
-    target: &Greenlet,
+    target: Cow<'_, Greenlet>,
     delivery: Delivery,
 ) -> Result<Value, Error> {
-    let forwarded = live_ancestor(target);
-    switch_to(ts, Cow::Owned(forwarded), delivery.exit_as_value())
+    target.check_owner(ts)?;
+    match target.state() {
+        State::Suspended => switch_to(ts, target, delivery),
+        State::Unstarted => {
+            prepare(ts, &target)?;
+            switch_to(ts, target, delivery)
+        }
+        State::Running => trace::run(ts, &target, &target, delivery).into_result(),
+        State::Dead => {
+            // Holding a dead greenlet's handle is harmless: it cannot be killed.
+            let forwarded = live_ancestor(&target);
+            drop(target);
+            transfer_unusual(ts, Cow::Owned(forwarded), delivery.exit_as_value())
+        }
+    }
 }
 
 /// Makes sure `greenlet` has a context to switch to, taking a stack if it is unstarted.
@@ -128,7 +153,8 @@ fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), Error> {
     Ok(())
 }
 
-/// Switches from the current greenlet to `target`, which is not dead.
+/// Switches from the running greenlet to `target`, a suspended or freshly prepared
+/// greenlet of this thread, and returns what the running greenlet receives once resumed.
 ///
 /// A `target` we own (the live ancestor a dead greenlet forwards to) is dropped before the
 /// stack switch: a handle waiting on this stack would keep it alive, unseen, until we are
@@ -139,59 +165,44 @@ fn switch_to(
     target: Cow<'_, Greenlet>,
     delivery: Delivery,
 ) -> Result<Value, Error> {
-    match target.state() {
-        State::Running => return switch_to_self(ts, &target, delivery),
-        State::Unstarted => prepare(ts, &target)?,
-        State::Suspended => {}
-        State::Dead => fatal("greenlet: switch_to a dead greenlet"),
-    }
-    let (from, to) = hand_over(ts, &target, delivery);
-    // `ts.current` holds the target now: this is never its last handle.
-    drop(target);
-    // SAFETY: `from` is the running greenlet's context and `to` a prepared context of this
-    // thread; both live in `Rc` allocations kept alive by `ts.previous` / `ts.current`.
-    unsafe { DefaultContext::switch(from, to, 0) };
-    after_switch(ts).into_result()
-}
-
-/// [`switch_to`] the running greenlet: no stack switch, but the hook still sees it.
-#[cold]
-#[inline(never)]
-fn switch_to_self(ts: &ThreadState, me: &Greenlet, delivery: Delivery) -> Result<Value, Error> {
-    trace::run(ts, me, me, delivery).into_result()
-}
-
-/// Makes `target` current and parks `delivery` for it; returns the contexts to switch
-/// between. The old current greenlet's handle goes to `ts.previous` for the other side.
-#[inline(always)]
-fn hand_over(
-    ts: &ThreadState,
-    target: &Greenlet,
-    delivery: Delivery,
-) -> (*mut DefaultContext, *mut DefaultContext) {
-    ts.delivery.set(Some(delivery));
-    let origin = ts.current.replace(target.clone());
-    if origin.state() == State::Running {
-        origin.inner.state.set(State::Suspended);
-    }
+    let origin = ts.replace_current(&target);
+    origin.inner.state.set(State::Suspended);
     target.inner.state.set(State::Running);
     let from = origin.context_ptr();
     let to = target.context_ptr();
-    let stale = ts.previous.replace(Some(origin));
-    debug_assert!(stale.is_none(), "previous greenlet was not collected");
-    (from, to)
+    // The thread state holds a count of the target now: this is never its last handle.
+    drop(target);
+    let handoff = ManuallyDrop::new(Handoff { delivery, origin });
+    // SAFETY: `from` is the running greenlet's context and `to` a prepared context of this
+    // thread; both live in `Rc` allocations kept alive by the handoff's `origin` and by
+    // the thread state's count of the target. The handoff is moved out by the resumed side
+    // before our stack can go away (see `Handoff`).
+    let message = unsafe { DefaultContext::switch(from, to, handoff_address(&handoff)) };
+    // SAFETY: whoever resumed us passed the address of their handoff.
+    unsafe { receive(ts, message) }.into_result()
 }
 
-/// What a greenlet does first whenever it is resumed or started: returns the delivery.
+/// The `usize` a switch carries: the address of the switching side's handoff.
 #[inline(always)]
-pub(crate) fn after_switch(ts: &ThreadState) -> Delivery {
-    // Take the delivery into a local before any other code can run and switch again.
-    let Some(mut delivery) = ts.delivery.take() else {
-        fatal("greenlet: resumed without a delivery")
-    };
-    let Some(origin) = ts.previous.take() else {
-        fatal("greenlet: resumed without an origin")
-    };
+fn handoff_address(handoff: &ManuallyDrop<Handoff>) -> usize {
+    ptr::from_ref::<Handoff>(handoff).expose_provenance()
+}
+
+/// What a greenlet does first whenever it is resumed or started: moves the handoff at
+/// `message` out, and returns its delivery.
+///
+/// # Safety
+///
+/// `message` is the value a switch into this greenlet passed: the address of a handoff
+/// that nobody has moved out yet.
+#[inline(always)]
+unsafe fn receive(ts: &ThreadState, message: usize) -> Delivery {
+    // Move the handoff into locals before any other code can run and switch again.
+    // SAFETY: the caller's contract; the switching side never touches it again.
+    let Handoff {
+        mut delivery,
+        origin,
+    } = unsafe { ptr::with_exposed_provenance::<Handoff>(message).read() };
     if origin.state() == State::Dead {
         reclaim_stack(ts, &origin);
     }
@@ -203,7 +214,7 @@ pub(crate) fn after_switch(ts: &ThreadState) -> Delivery {
     delivery
 }
 
-/// The trace hook's part of [`after_switch`], out of the way of untraced switches.
+/// The trace hook's part of [`receive`], out of the way of untraced switches.
 #[cold]
 #[inline(never)]
 fn trace_after_switch(ts: &ThreadState, origin: &Greenlet, delivery: &mut Delivery) {
@@ -224,25 +235,32 @@ fn reclaim_stack(ts: &ThreadState, dead: &Greenlet) {
     }
 }
 
-/// The first function on every greenlet's stack.
-unsafe extern "C" fn greenlet_entry(_value: usize, _data: *mut ()) -> ! {
+/// The first function on every greenlet's stack; `message` is the first switch's handoff.
+unsafe extern "C" fn greenlet_entry(message: usize, _data: *mut ()) -> ! {
     let Ok(ts) = thread::state() else {
         fatal("greenlet: started without thread state")
     };
-    let outcome = run_current(ts);
+    // SAFETY: the switch that started us passed its handoff's address.
+    let outcome = unsafe { run_current(ts, message) };
     finish(ts, outcome)
 }
 
-/// Runs the current greenlet's closure with the first delivery; returns its outcome.
-fn run_current(ts: &ThreadState) -> Delivery {
+/// Runs the current greenlet's closure with the first delivery (in the handoff at
+/// `message`); returns its outcome.
+///
+/// # Safety
+///
+/// As for [`receive`].
+unsafe fn run_current(ts: &ThreadState, message: usize) -> Delivery {
     let result = panic::catch_unwind(AssertUnwindSafe(|| {
-        let first = after_switch(ts);
+        // SAFETY: the caller's contract.
+        let first = unsafe { receive(ts, message) };
         // No strong handle to ourselves may stay on our own stack, or dropping the last
         // user handle while we are suspended would not kill us.
-        let me: *const Inner = Rc::as_ptr(&ts.current.borrow().inner);
-        // SAFETY: our state outlives this call: while we run, `ts.current` holds it; while
-        // we are suspended, someone holds a handle, or a killer holds one while it resumes
-        // us, or the kill failed and the state was leaked on purpose.
+        let me: *const Inner = ts.current_inner();
+        // SAFETY: our state outlives this call: while we run, the thread state holds a
+        // count of it; while we are suspended, someone holds a handle, or a killer holds
+        // one while it resumes us, or the kill failed and the state was leaked on purpose.
         let run = unsafe { &(*me).run };
         match first {
             Delivery::Value(value) => run.call(value).unwrap_or(Ok(Value::unit())),
@@ -263,11 +281,11 @@ fn run_current(ts: &ThreadState) -> Delivery {
 /// Marks the current greenlet dead and delivers `outcome` up its parent chain, starting an
 /// unstarted ancestor if that is where it lands. Never returns.
 fn finish(ts: &ThreadState, outcome: Delivery) -> ! {
-    let (from, to) = {
-        let me = ts.current();
-        me.inner.state.set(State::Dead);
+    let (from, to, handoff) = {
+        let me = ts.current_inner();
+        me.state.set(State::Dead);
         let mut outcome = outcome;
-        let mut target = me.parent();
+        let mut target = me.parent.borrow().clone();
         let target = loop {
             let Some(candidate) = target else {
                 fatal("greenlet: ran out of parent greenlets")
@@ -286,10 +304,20 @@ fn finish(ts: &ThreadState, outcome: Delivery) -> ! {
                 State::Running => fatal("greenlet: a finishing greenlet's parent is running"),
             }
         };
-        hand_over(ts, &target, outcome)
-        // `me` and `target` are dropped here: nothing with a destructor stays on this stack.
+        let origin = ts.replace_current(&target);
+        target.inner.state.set(State::Running);
+        let from = origin.context_ptr();
+        let to = target.context_ptr();
+        let handoff = ManuallyDrop::new(Handoff {
+            delivery: outcome,
+            origin,
+        });
+        (from, to, handoff)
+        // `target` is dropped here; the thread state holds a count of it. Nothing with a
+        // destructor stays on this stack: the handoff's contents go to the resumed side.
     };
-    // SAFETY: `from` is our own context, `to` a prepared one of this thread, both kept
-    // alive by `ts.previous` / `ts.current`; nothing on this stack needs to run again.
-    unsafe { DefaultContext::exit(from, to, 0) }
+    // SAFETY: `from` is our own context, `to` a prepared one of this thread, kept alive by
+    // the handoff's `origin` and the thread state; the resumed side moves the handoff out
+    // before it reclaims this stack; nothing on this stack needs to run again.
+    unsafe { DefaultContext::exit(from, to, handoff_address(&handoff)) }
 }

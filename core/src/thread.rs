@@ -1,5 +1,5 @@
-//! Per-thread greenlet state: the main greenlet, the current one, the value in flight, the
-//! stack pool and the hooks.
+//! Per-thread greenlet state: the main greenlet, the current one, the stack pool and the
+//! hooks.
 //!
 //! Every thread that uses greenlets gets a serial number. A greenlet records its owner's
 //! serial, and every switch, throw and reparenting compares it with the caller's: cheap, and
@@ -8,6 +8,8 @@
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::BTreeSet;
+use std::mem;
+use std::ptr;
 use std::rc::Rc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,10 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use greenlet_backends::stack::{StackPool, install_overflow_handler};
 use greenlet_backends::{Context, DefaultContext};
 
+use crate::entry::EntryClosure;
 use crate::error::Error;
-use crate::greenlet::{Greenlet, Inner, NoRun, State};
+use crate::greenlet::{Greenlet, Inner, State};
 use crate::kill::UnraisableHook;
-use crate::switch::Delivery;
 use crate::trace::Tracer;
 
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
@@ -36,13 +38,10 @@ pub(crate) fn is_alive(serial: u64) -> bool {
 pub(crate) struct ThreadState {
     pub(crate) serial: u64,
     pub(crate) main: Greenlet,
-    /// The running greenlet; holds a strong handle so it cannot vanish while it runs.
-    pub(crate) current: RefCell<Greenlet>,
-    /// The greenlet just switched away from, handed over to the resumed side, which drops
-    /// it (and so may kill it) once it runs.
-    pub(crate) previous: Cell<Option<Greenlet>>,
-    /// What the switch in progress delivers.
-    pub(crate) delivery: Cell<Option<Delivery>>,
+    /// The running greenlet. The thread state owns one strong count of it (made with
+    /// `Rc::into_raw`), so it cannot vanish while it runs; a switch hands that count to
+    /// the resumed side along with the value (see [`crate::switch`]).
+    current: Cell<*const Inner>,
     pub(crate) pool: RefCell<StackPool>,
     pub(crate) tracer: Cell<Option<Tracer>>,
     /// Bumped by every `settrace`, so a tracer that replaced itself is not put back.
@@ -59,21 +58,20 @@ impl ThreadState {
         install_overflow_handler();
         let inner: Rc<Inner> = Rc::new(Inner {
             state: Cell::new(State::Running),
+            is_main: true,
             parent: RefCell::new(None),
             context: UnsafeCell::new(Some(DefaultContext::thread())),
             owner: serial,
             stack_size: 0,
             name: None,
             locals: RefCell::new(Vec::new()),
-            run: NoRun,
+            run: EntryClosure::none(),
         });
-        let main = Greenlet { inner };
+        let current = Rc::into_raw(inner.clone());
         ThreadState {
             serial,
-            current: RefCell::new(main.clone()),
-            main,
-            previous: Cell::new(None),
-            delivery: Cell::new(None),
+            main: Greenlet { inner },
+            current: Cell::new(current),
             pool: RefCell::new(StackPool::new()),
             tracer: Cell::new(None),
             tracer_epoch: Cell::new(0),
@@ -84,16 +82,47 @@ impl ThreadState {
     /// A handle to the running greenlet.
     #[inline]
     pub(crate) fn current(&self) -> Greenlet {
-        self.current.borrow().clone()
+        let current = self.current.get();
+        // SAFETY: `current` came from `Rc::into_raw` and we own one count of it (see the
+        // field), so the allocation is alive; the new count is the new handle's.
+        unsafe {
+            Rc::increment_strong_count(current);
+            Greenlet {
+                inner: Rc::from_raw(current),
+            }
+        }
+    }
+
+    /// The running greenlet's state, borrowed from the thread state's own count: valid
+    /// until the running greenlet switches away.
+    #[inline]
+    pub(crate) fn current_inner(&self) -> &Inner {
+        // SAFETY: as in `current`; the borrow ends before any switch (the caller's duty).
+        unsafe { &*self.current.get() }
+    }
+
+    /// Makes `target` the running greenlet and returns the handle of the one that was,
+    /// carrying the thread state's count of it.
+    #[inline(always)]
+    pub(crate) fn replace_current(&self, target: &Greenlet) -> Greenlet {
+        let old = self.current.replace(Rc::into_raw(target.inner.clone()));
+        // SAFETY: `old` came from `Rc::into_raw` and its count was ours; it moves to the
+        // returned handle.
+        Greenlet {
+            inner: unsafe { Rc::from_raw(old) },
+        }
     }
 }
 
 impl Drop for ThreadState {
     fn drop(&mut self) {
+        STATE_PTR.with(|ptr| ptr.set(ptr::dangling()));
         // The thread is exiting on its own stack, so main is current. Its greenlets that are
         // still suspended cannot be resumed any more: dropping their last handle later
         // discards their stacks without running their destructors.
         self.main.inner.state.set(State::Dead);
+        // SAFETY: our count of the current greenlet (see the field), given up exactly once.
+        drop(unsafe { Rc::from_raw(self.current.get()) });
         if let Ok(mut live) = LIVE_THREADS.lock() {
             live.remove(&self.serial);
         }
@@ -102,18 +131,40 @@ impl Drop for ThreadState {
 
 thread_local! {
     static STATE: ThreadState = ThreadState::new();
+    /// Where `STATE` is once it exists (null before, dangling after its teardown began):
+    /// a constant-initialised thread-local without a destructor is one load away, while
+    /// reaching `STATE` itself checks whether it needs initialising.
+    static STATE_PTR: Cell<*const ThreadState> = const { Cell::new(ptr::null()) };
 }
 
 /// This thread's greenlet state, created on first use; [`Error::ThreadExited`] once it
 /// has been torn down (from a later thread-local destructor).
-#[inline]
+#[inline(always)]
 pub(crate) fn state() -> Result<&'static ThreadState, Error> {
+    let state = STATE_PTR.with(Cell::get);
+    // Null and dangling are both below any real `ThreadState`'s address.
+    if state.addr() <= mem::align_of::<ThreadState>() {
+        return first_or_late_state();
+    }
+    // SAFETY: a non-null, non-dangling pointer was stored by `first_or_late_state` and
+    // points at `STATE`, which lives until this thread's thread-local destructors run;
+    // its destructor replaces the pointer first. The reference never leaves the thread
+    // (`ThreadState` is `!Send`). Greenlet frames that hold it across a switch are only
+    // resumed while the state is alive.
+    Ok(unsafe { &*state })
+}
+
+/// [`state`] on its first use in this thread, or after teardown.
+#[cold]
+#[inline(never)]
+fn first_or_late_state() -> Result<&'static ThreadState, Error> {
+    if STATE_PTR.with(Cell::get) == ptr::dangling() {
+        return Err(Error::ThreadExited);
+    }
     let state = STATE
         .try_with(|state| state as *const ThreadState)
         .map_err(|_| Error::ThreadExited)?;
-    // SAFETY: a thread-local lives until this thread's thread-local destructors run, and
-    // the reference never leaves the thread (`ThreadState` is `!Send`). Greenlet frames
-    // that hold it across a switch are only resumed while the state is alive: after
-    // teardown `try_with` fails and nothing switches any more.
+    STATE_PTR.with(|ptr| ptr.set(state));
+    // SAFETY: as in `state`.
     Ok(unsafe { &*state })
 }

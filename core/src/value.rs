@@ -1,35 +1,28 @@
 //! [`Value`]: the one dynamically typed payload that travels through every switch.
 //!
 //! Greenlets switch symmetrically, so the type of what arrives at a `switch` is only known
-//! at run time. A `Value` holds any `'static` type. Small types (at most two machine words,
-//! alignment at most a word: integers, `()`, references-free small structs, `Box`es) are
-//! stored inline, so passing them through a switch allocates nothing; larger ones are boxed.
+//! at run time. A `Value` holds any `'static` type in three words: a two-word buffer and a
+//! pointer to a per-type table. Small types (at most two machine words, alignment at most a
+//! word: integers, `()`, small structs, `Box`es, handles) are stored in the buffer itself,
+//! so passing them through a switch allocates nothing; larger ones are boxed and the buffer
+//! holds the box. Which of the two a type gets is decided by its size alone, at compile
+//! time, so reading a value back needs no run-time tag.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::fmt;
-use std::mem::{self, MaybeUninit};
+use std::marker::PhantomData;
+use std::mem::{self, ManuallyDrop, MaybeUninit};
 
-/// Storage for an inline value: two machine words, word-aligned.
+/// The buffer of a [`Value`]: two machine words, word-aligned.
 type InlineBuf = MaybeUninit<[usize; 2]>;
 
-/// What a [`Value`] needs to know about the type stored inline.
-struct InlineVTable {
+/// What a [`Value`] needs to know about the type it holds.
+struct VTable {
     /// Stored, not computed: `downcast` after every switch compares it without a call.
     type_id: TypeId,
     type_name: fn() -> &'static str,
-    /// Drops the value in the buffer in place.
+    /// Drops what the buffer holds (the value, or the box holding it) in place.
     drop_in_place: unsafe fn(*mut InlineBuf),
-}
-
-enum Repr {
-    Inline {
-        buf: InlineBuf,
-        vtable: &'static InlineVTable,
-    },
-    Boxed {
-        value: Box<dyn Any>,
-        type_name: &'static str,
-    },
 }
 
 /// A value of any `'static` type, passed through [`switch`](crate::Greenlet::switch) and
@@ -49,17 +42,35 @@ enum Repr {
 /// assert_eq!(again.downcast::<&str>().unwrap(), "text");
 /// ```
 pub struct Value {
-    repr: Repr,
+    /// Holds a `T` if [`fits_inline::<T>`], else a `Box<T>`; `T` is the vtable's type.
+    buf: InlineBuf,
+    vtable: &'static VTable,
 }
 
-fn fits_inline<T>() -> bool {
+/// Whether a `T` is stored in a [`Value`]'s buffer itself rather than boxed.
+const fn fits_inline<T>() -> bool {
     mem::size_of::<T>() <= mem::size_of::<InlineBuf>()
         && mem::align_of::<T>() <= mem::align_of::<InlineBuf>()
 }
 
-unsafe fn drop_inline<T>(buf: *mut InlineBuf) {
-    // SAFETY: the caller passes a buffer that holds an initialised `T` (see `Value::new`).
-    unsafe { buf.cast::<T>().drop_in_place() }
+unsafe fn drop_stored<S>(buf: *mut InlineBuf) {
+    // SAFETY: the caller passes a buffer that holds an initialised `S` (see `Value::new`).
+    unsafe { buf.cast::<S>().drop_in_place() }
+}
+
+/// The table of a `T`: its buffer holds a `T` or a `Box<T>`, as [`fits_inline`] says.
+struct TableOf<T>(PhantomData<T>);
+
+impl<T: 'static> TableOf<T> {
+    const VTABLE: VTable = VTable {
+        type_id: TypeId::of::<T>(),
+        type_name: std::any::type_name::<T>,
+        drop_in_place: if fits_inline::<T>() {
+            drop_stored::<T>
+        } else {
+            drop_stored::<Box<T>>
+        },
+    };
 }
 
 impl Value {
@@ -69,34 +80,25 @@ impl Value {
     /// let v = greenlet::Value::new(String::from("hello"));
     /// assert_eq!(v.downcast_ref::<String>().unwrap(), "hello");
     /// ```
+    #[inline]
     pub fn new<T: 'static>(value: T) -> Value {
         if TypeId::of::<T>() == TypeId::of::<Value>() {
             // SAFETY: `T` is `Value`, checked just above; the original is forgotten so
             // ownership moves exactly once.
-            let value = mem::ManuallyDrop::new(value);
+            let value = ManuallyDrop::new(value);
             return unsafe { mem::transmute_copy::<T, Value>(&value) };
         }
+        let mut buf = InlineBuf::uninit();
         if fits_inline::<T>() {
-            let mut buf = InlineBuf::uninit();
             // SAFETY: `T` fits the buffer's size and alignment (`fits_inline`).
             unsafe { buf.as_mut_ptr().cast::<T>().write(value) };
-            let vtable: &'static InlineVTable = const {
-                &InlineVTable {
-                    type_id: TypeId::of::<T>(),
-                    type_name: std::any::type_name::<T>,
-                    drop_in_place: drop_inline::<T>,
-                }
-            };
-            Value {
-                repr: Repr::Inline { buf, vtable },
-            }
         } else {
-            Value {
-                repr: Repr::Boxed {
-                    value: Box::new(value),
-                    type_name: std::any::type_name::<T>(),
-                },
-            }
+            // SAFETY: a `Box` is one word, which fits.
+            unsafe { buf.as_mut_ptr().cast::<Box<T>>().write(Box::new(value)) };
+        }
+        Value {
+            buf,
+            vtable: const { &TableOf::<T>::VTABLE },
         }
     }
 
@@ -124,16 +126,9 @@ impl Value {
     /// ```
     /// assert!(greenlet::Value::new(1.5_f64).is::<f64>());
     /// ```
-    pub fn is<T: 'static>(&self) -> bool {
-        self.type_id() == TypeId::of::<T>()
-    }
-
     #[inline]
-    fn type_id(&self) -> TypeId {
-        match &self.repr {
-            Repr::Inline { vtable, .. } => vtable.type_id,
-            Repr::Boxed { value, .. } => (**value).type_id(),
-        }
+    pub fn is<T: 'static>(&self) -> bool {
+        self.vtable.type_id == TypeId::of::<T>()
     }
 
     /// The name of the type held, for messages.
@@ -142,10 +137,7 @@ impl Value {
     /// assert_eq!(greenlet::Value::new(7_u8).type_name(), "u8");
     /// ```
     pub fn type_name(&self) -> &'static str {
-        match &self.repr {
-            Repr::Inline { vtable, .. } => (vtable.type_name)(),
-            Repr::Boxed { type_name, .. } => type_name,
-        }
+        (self.vtable.type_name)()
     }
 
     /// Takes the `T` out, or gives the value back unchanged if it holds another type.
@@ -155,20 +147,20 @@ impl Value {
     /// let v = v.downcast::<u8>().unwrap_err();
     /// assert_eq!(v.downcast::<i64>().unwrap(), 3);
     /// ```
+    #[inline]
     pub fn downcast<T: 'static>(self) -> Result<T, Value> {
         if !self.is::<T>() {
             return Err(self);
         }
-        let this = mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again; we move its representation out.
-        match unsafe { std::ptr::read(&this.repr) } {
+        // Never dropped: what the buffer holds is moved out below.
+        let this = ManuallyDrop::new(self);
+        let buf = this.buf.as_ptr();
+        if fits_inline::<T>() {
             // SAFETY: the type check above proves the buffer holds an initialised `T`.
-            Repr::Inline { buf, .. } => Ok(unsafe { buf.as_ptr().cast::<T>().read() }),
-            Repr::Boxed { value, .. } => match value.downcast::<T>() {
-                Ok(b) => Ok(*b),
-                // Unreachable: the type was checked above.
-                Err(_) => unreachable!("type checked before downcast"),
-            },
+            Ok(unsafe { buf.cast::<T>().read() })
+        } else {
+            // SAFETY: as above, and a `T` that does not fit is stored boxed.
+            Ok(*unsafe { buf.cast::<Box<T>>().read() })
         }
     }
 
@@ -183,10 +175,13 @@ impl Value {
         if !self.is::<T>() {
             return None;
         }
-        match &self.repr {
+        let buf = self.buf.as_ptr();
+        if fits_inline::<T>() {
             // SAFETY: the type check above proves the buffer holds an initialised `T`.
-            Repr::Inline { buf, .. } => Some(unsafe { &*buf.as_ptr().cast::<T>() }),
-            Repr::Boxed { value, .. } => value.downcast_ref::<T>(),
+            Some(unsafe { &*buf.cast::<T>() })
+        } else {
+            // SAFETY: as above, and a `T` that does not fit is stored boxed.
+            Some(unsafe { &**buf.cast::<Box<T>>() })
         }
     }
 
@@ -201,10 +196,13 @@ impl Value {
         if !self.is::<T>() {
             return None;
         }
-        match &mut self.repr {
+        let buf = self.buf.as_mut_ptr();
+        if fits_inline::<T>() {
             // SAFETY: the type check above proves the buffer holds an initialised `T`.
-            Repr::Inline { buf, .. } => Some(unsafe { &mut *buf.as_mut_ptr().cast::<T>() }),
-            Repr::Boxed { value, .. } => value.downcast_mut::<T>(),
+            Some(unsafe { &mut *buf.cast::<T>() })
+        } else {
+            // SAFETY: as above, and a `T` that does not fit is stored boxed.
+            Some(unsafe { &mut **buf.cast::<Box<T>>() })
         }
     }
 }
@@ -217,11 +215,9 @@ impl Default for Value {
 
 impl Drop for Value {
     fn drop(&mut self) {
-        if let Repr::Inline { buf, vtable } = &mut self.repr {
-            // SAFETY: an inline buffer always holds an initialised value of the vtable's
-            // type, and it is dropped exactly once, here.
-            unsafe { (vtable.drop_in_place)(buf) }
-        }
+        // SAFETY: the buffer always holds what the vtable's `drop_in_place` expects (see
+        // `Value::new`), and it is dropped exactly once, here.
+        unsafe { (self.vtable.drop_in_place)(&mut self.buf) }
     }
 }
 
@@ -269,6 +265,22 @@ mod tests {
         assert_eq!(Rc::strong_count(&counter), 2);
         drop(failed);
         assert_eq!(Rc::strong_count(&counter), 1);
+    }
+
+    #[test]
+    fn a_value_is_three_words() {
+        assert_eq!(mem::size_of::<Value>(), 3 * mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn references_into_boxed_and_inline_values() {
+        let mut big = Value::new([7_u64; 8]);
+        big.downcast_mut::<[u64; 8]>().unwrap()[3] = 1;
+        assert_eq!(big.downcast_ref::<[u64; 8]>().unwrap()[3], 1);
+        assert_eq!(big.type_name(), "[u64; 8]");
+        let mut small = Value::new(5_u16);
+        *small.downcast_mut::<u16>().unwrap() += 1;
+        assert_eq!(small.downcast_ref::<u16>(), Some(&6));
     }
 
     #[test]
