@@ -199,7 +199,7 @@ impl Greenlet {
     /// assert!(g.is_dead());
     /// ```
     pub fn switch<T: 'static>(&self, value: T) -> Result<Value, Error> {
-        switch::transfer(self, Delivery::Value(Value::new(value)))
+        switch::transfer(self, Value::new(value))
     }
 
     /// Switches from the current greenlet to its parent, handing it `value`; returns what
@@ -226,7 +226,7 @@ impl Greenlet {
             let parent = ts.current_inner().parent.borrow().clone();
             parent.unwrap_or_else(|| ts.current())
         };
-        switch::transfer_owned(target, Delivery::Value(Value::new(value)))
+        switch::transfer_owned(target, Value::new(value))
     }
 
     /// Raises `error` in this greenlet: its pending switch returns `Err(error)`.

@@ -17,7 +17,7 @@
 
 use std::any::Any;
 use std::borrow::Cow;
-use std::mem::ManuallyDrop;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
@@ -65,10 +65,61 @@ impl Delivery {
 /// `usize`, and the resumed side moves it out ([`receive`]) before anything else runs.
 /// The switching greenlet's stack stays readable until then: a suspended greenlet's
 /// frames are not touched, and a finished one's stack is reclaimed only after the move.
-struct Handoff {
-    delivery: Delivery,
+///
+/// A plain value travels in `value`, as three words the compiler moves as scalars; an
+/// error or a panic, rare, stays parked on the switching side's stack and `unusual` points
+/// at it. (Moving a whole [`Delivery`] enum on every switch made the compiler copy it as
+/// a block over fields it had just stored one by one: a store-forwarding stall each time.)
+pub(crate) struct Handoff {
+    /// The value delivered, when `unusual` is null.
+    value: MaybeUninit<Value>,
+    /// Any other delivery, parked by the switching side; null for a value.
+    unusual: *const Delivery,
     /// The greenlet switched away from, carrying the thread state's count of it.
     origin: Greenlet,
+}
+
+/// Something a switch can deliver: a plain [`Value`] (the common case, which never builds
+/// a [`Delivery`]), or any [`Delivery`].
+pub(crate) trait Outgoing: Sized {
+    /// Packs `self` into a handoff; anything but a value is moved into `parked`, which must
+    /// stay where it is until the handoff has been received.
+    fn pack(self, origin: Greenlet, parked: &mut MaybeUninit<Delivery>) -> Handoff;
+    /// As a [`Delivery`], for the out-of-line paths.
+    fn into_delivery(self) -> Delivery;
+}
+
+impl Outgoing for Value {
+    #[inline(always)]
+    fn pack(self, origin: Greenlet, _parked: &mut MaybeUninit<Delivery>) -> Handoff {
+        Handoff {
+            value: MaybeUninit::new(self),
+            unusual: ptr::null(),
+            origin,
+        }
+    }
+
+    fn into_delivery(self) -> Delivery {
+        Delivery::Value(self)
+    }
+}
+
+impl Outgoing for Delivery {
+    #[inline(always)]
+    fn pack(self, origin: Greenlet, parked: &mut MaybeUninit<Delivery>) -> Handoff {
+        match self {
+            Delivery::Value(value) => value.pack(origin, parked),
+            other => Handoff {
+                value: MaybeUninit::uninit(),
+                unusual: parked.write(other),
+                origin,
+            },
+        }
+    }
+
+    fn into_delivery(self) -> Delivery {
+        self
+    }
 }
 
 /// Ends the process with a message: for broken internal invariants only.
@@ -92,23 +143,23 @@ fn live_ancestor(greenlet: &Greenlet) -> Greenlet {
 /// Delivers `delivery` to `target` (or its nearest live ancestor if it is dead) and
 /// returns what the current greenlet receives when it is resumed.
 #[inline(always)]
-pub(crate) fn transfer(target: &Greenlet, delivery: Delivery) -> Result<Value, Error> {
+pub(crate) fn transfer(target: &Greenlet, delivery: impl Outgoing) -> Result<Value, Error> {
     let ts = thread::state()?;
     if target.inner.owner == ts.serial && target.state() == State::Suspended {
         return switch_to(ts, Cow::Borrowed(target), delivery);
     }
-    transfer_unusual(ts, Cow::Borrowed(target), delivery)
+    transfer_unusual(ts, Cow::Borrowed(target), delivery.into_delivery())
 }
 
 /// [`transfer`] to a handle we own, which is dropped before the stack switch (see
 /// [`switch_to`]), so that it does not wait on the switching greenlet's stack.
 #[inline(always)]
-pub(crate) fn transfer_owned(target: Greenlet, delivery: Delivery) -> Result<Value, Error> {
+pub(crate) fn transfer_owned(target: Greenlet, delivery: impl Outgoing) -> Result<Value, Error> {
     let ts = thread::state()?;
     if target.inner.owner == ts.serial && target.state() == State::Suspended {
         return switch_to(ts, Cow::Owned(target), delivery);
     }
-    transfer_unusual(ts, Cow::Owned(target), delivery)
+    transfer_unusual(ts, Cow::Owned(target), delivery.into_delivery())
 }
 
 /// [`transfer`] to anything but a suspended greenlet of this thread: fails for another
@@ -163,7 +214,7 @@ fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), Error> {
 fn switch_to(
     ts: &ThreadState,
     target: Cow<'_, Greenlet>,
-    delivery: Delivery,
+    delivery: impl Outgoing,
 ) -> Result<Value, Error> {
     let origin = ts.replace_current(&target);
     origin.inner.state.set(State::Suspended);
@@ -172,14 +223,18 @@ fn switch_to(
     let to = target.context_ptr();
     // The thread state holds a count of the target now: this is never its last handle.
     drop(target);
-    let handoff = ManuallyDrop::new(Handoff { delivery, origin });
+    let mut parked = MaybeUninit::uninit();
+    let handoff = ManuallyDrop::new(delivery.pack(origin, &mut parked));
     // SAFETY: `from` is the running greenlet's context and `to` a prepared context of this
     // thread; both live in `Rc` allocations kept alive by the handoff's `origin` and by
-    // the thread state's count of the target. The handoff is moved out by the resumed side
-    // before our stack can go away (see `Handoff`).
+    // the thread state's count of the target. The handoff (and `parked`) are moved out by
+    // the resumed side before our stack can go away (see `Handoff`).
     let message = unsafe { DefaultContext::switch(from, to, handoff_address(&handoff)) };
     // SAFETY: whoever resumed us passed the address of their handoff.
-    unsafe { receive(ts, message) }.into_result()
+    match unsafe { receive(ts, message) } {
+        Ok(value) => Ok(value),
+        Err(unusual) => unusual.into_result(),
+    }
 }
 
 /// The `usize` a switch carries: the address of the switching side's handoff.
@@ -189,38 +244,55 @@ fn handoff_address(handoff: &ManuallyDrop<Handoff>) -> usize {
 }
 
 /// What a greenlet does first whenever it is resumed or started: moves the handoff at
-/// `message` out, and returns its delivery.
+/// `message` out, and returns what it delivers: `Ok` for a plain value, `Err` for any
+/// other delivery (an error, or a panic to resume).
 ///
 /// # Safety
 ///
 /// `message` is the value a switch into this greenlet passed: the address of a handoff
 /// that nobody has moved out yet.
 #[inline(always)]
-unsafe fn receive(ts: &ThreadState, message: usize) -> Delivery {
+unsafe fn receive(ts: &ThreadState, message: usize) -> Result<Value, Delivery> {
     // Move the handoff into locals before any other code can run and switch again.
-    // SAFETY: the caller's contract; the switching side never touches it again.
-    let Handoff {
-        mut delivery,
-        origin,
-    } = unsafe { ptr::with_exposed_provenance::<Handoff>(message).read() };
+    let handoff = ptr::with_exposed_provenance::<Handoff>(message);
+    // SAFETY: the caller's contract; the switching side never touches it again, and
+    // `value` is initialised exactly when `unusual` is null (see `Handoff::pack`).
+    let (mut received, origin) = unsafe {
+        let unusual = (*handoff).unusual;
+        let received = if unusual.is_null() {
+            Ok((&raw const (*handoff).value).read().assume_init())
+        } else {
+            Err(unusual.read())
+        };
+        (received, (&raw const (*handoff).origin).read())
+    };
     if origin.state() == State::Dead {
         reclaim_stack(ts, &origin);
     }
     if trace::has_tracer(ts) {
-        trace_after_switch(ts, &origin, &mut delivery);
+        received = trace_after_switch(ts, &origin, received);
     }
     // Dropping the origin's handle may kill it (it may have been the last one).
     drop(origin);
-    delivery
+    received
 }
 
 /// The trace hook's part of [`receive`], out of the way of untraced switches.
 #[cold]
 #[inline(never)]
-fn trace_after_switch(ts: &ThreadState, origin: &Greenlet, delivery: &mut Delivery) {
-    // Updated in place: moving the delivery in and out costs untraced switches too.
-    let parked = std::mem::replace(delivery, Delivery::Value(Value::unit()));
-    *delivery = trace::run_after_switch(ts, origin, parked);
+fn trace_after_switch(
+    ts: &ThreadState,
+    origin: &Greenlet,
+    received: Result<Value, Delivery>,
+) -> Result<Value, Delivery> {
+    let delivery = match received {
+        Ok(value) => Delivery::Value(value),
+        Err(unusual) => unusual,
+    };
+    match trace::run_after_switch(ts, origin, delivery) {
+        Delivery::Value(value) => Ok(value),
+        unusual => Err(unusual),
+    }
 }
 
 /// Gives the stack of a greenlet that has just left it for good back to the pool.
@@ -263,9 +335,9 @@ unsafe fn run_current(ts: &ThreadState, message: usize) -> Delivery {
         // one while it resumes us, or the kill failed and the state was leaked on purpose.
         let run = unsafe { &(*me).run };
         match first {
-            Delivery::Value(value) => run.call(value).unwrap_or(Ok(Value::unit())),
+            Ok(value) => run.call(value).unwrap_or(Ok(Value::unit())),
             // Started by a throw: die of it without running.
-            other => {
+            Err(other) => {
                 run.discard();
                 other.into_result()
             }
@@ -281,6 +353,7 @@ unsafe fn run_current(ts: &ThreadState, message: usize) -> Delivery {
 /// Marks the current greenlet dead and delivers `outcome` up its parent chain, starting an
 /// unstarted ancestor if that is where it lands. Never returns.
 fn finish(ts: &ThreadState, outcome: Delivery) -> ! {
+    let mut parked = MaybeUninit::uninit();
     let (from, to, handoff) = {
         let me = ts.current_inner();
         me.state.set(State::Dead);
@@ -308,10 +381,7 @@ fn finish(ts: &ThreadState, outcome: Delivery) -> ! {
         target.inner.state.set(State::Running);
         let from = origin.context_ptr();
         let to = target.context_ptr();
-        let handoff = ManuallyDrop::new(Handoff {
-            delivery: outcome,
-            origin,
-        });
+        let handoff = ManuallyDrop::new(outcome.pack(origin, &mut parked));
         (from, to, handoff)
         // `target` is dropped here; the thread state holds a count of it. Nothing with a
         // destructor stays on this stack: the handoff's contents go to the resumed side.
