@@ -121,7 +121,13 @@ impl Builder {
             }
             None => ts.current(),
         };
-        let inner: Rc<Inner> = Rc::new(Inner {
+        // Written in place: `Rc::new` of the whole state built it on the stack and then
+        // copied it into the allocation with a call to `memcpy`.
+        let mut inner = Rc::<Inner>::new_uninit();
+        let Some(slot) = Rc::get_mut(&mut inner) else {
+            unreachable!("a new Rc has one handle")
+        };
+        slot.write(Inner {
             state: Cell::new(State::Unstarted),
             is_main: false,
             parent: RefCell::new(Some(parent)),
@@ -132,6 +138,8 @@ impl Builder {
             locals: RefCell::new(Vec::new()),
             run: EntryClosure::new(run),
         });
+        // SAFETY: initialised just above.
+        let inner = unsafe { inner.assume_init() };
         Ok(Greenlet { inner })
     }
 }

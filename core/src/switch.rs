@@ -145,8 +145,12 @@ fn live_ancestor(greenlet: &Greenlet) -> Greenlet {
 #[inline(always)]
 pub(crate) fn transfer(target: &Greenlet, delivery: impl Outgoing) -> Result<Value, Error> {
     let ts = thread::state()?;
-    if target.inner.owner == ts.serial && target.state() == State::Suspended {
-        return switch_to(ts, Cow::Borrowed(target), delivery);
+    if target.inner.owner == ts.serial {
+        match target.state() {
+            State::Suspended => return switch_to(ts, Cow::Borrowed(target), delivery),
+            State::Unstarted => return start(ts, Cow::Borrowed(target), delivery),
+            State::Running | State::Dead => {}
+        }
     }
     transfer_unusual(ts, Cow::Borrowed(target), delivery.into_delivery())
 }
@@ -156,15 +160,30 @@ pub(crate) fn transfer(target: &Greenlet, delivery: impl Outgoing) -> Result<Val
 #[inline(always)]
 pub(crate) fn transfer_owned(target: Greenlet, delivery: impl Outgoing) -> Result<Value, Error> {
     let ts = thread::state()?;
-    if target.inner.owner == ts.serial && target.state() == State::Suspended {
-        return switch_to(ts, Cow::Owned(target), delivery);
+    if target.inner.owner == ts.serial {
+        match target.state() {
+            State::Suspended => return switch_to(ts, Cow::Owned(target), delivery),
+            State::Unstarted => return start(ts, Cow::Owned(target), delivery),
+            State::Running | State::Dead => {}
+        }
     }
     transfer_unusual(ts, Cow::Owned(target), delivery.into_delivery())
 }
 
-/// [`transfer`] to anything but a suspended greenlet of this thread: fails for another
-/// thread's greenlet, starts an unstarted one, forwards from a dead one to its nearest
-/// live ancestor, and lets the trace hook see a switch to oneself.
+/// Takes a stack for the unstarted `target` and switches to it, which starts it.
+#[inline]
+fn start(
+    ts: &ThreadState,
+    target: Cow<'_, Greenlet>,
+    delivery: impl Outgoing,
+) -> Result<Value, Error> {
+    prepare(ts, &target)?;
+    switch_to(ts, target, delivery)
+}
+
+/// [`transfer`] to anything but a suspended or unstarted greenlet of this thread: fails
+/// for another thread's greenlet, forwards from a dead one to its nearest live ancestor
+/// (which may be unstarted), and lets the trace hook see a switch to oneself.
 #[cold]
 #[inline(never)]
 fn transfer_unusual(
@@ -175,10 +194,7 @@ fn transfer_unusual(
     target.check_owner(ts)?;
     match target.state() {
         State::Suspended => switch_to(ts, target, delivery),
-        State::Unstarted => {
-            prepare(ts, &target)?;
-            switch_to(ts, target, delivery)
-        }
+        State::Unstarted => start(ts, target, delivery),
         State::Running => trace::run(ts, &target, &target, delivery).into_result(),
         State::Dead => {
             // Holding a dead greenlet's handle is harmless: it cannot be killed.
@@ -313,18 +329,20 @@ unsafe extern "C" fn greenlet_entry(message: usize, _data: *mut ()) -> ! {
         fatal("greenlet: started without thread state")
     };
     // SAFETY: the switch that started us passed its handoff's address.
-    let outcome = unsafe { run_current(ts, message) };
-    finish(ts, outcome)
+    unsafe { run_current(ts, message) }
 }
 
 /// Runs the current greenlet's closure with the first delivery (in the handoff at
-/// `message`); returns its outcome.
+/// `message`), then [`finish`]es with its outcome.
+///
+/// A returned value is handed to `finish` right where it arrives, as a plain [`Value`];
+/// errors and panics take the general path after `catch_unwind`.
 ///
 /// # Safety
 ///
 /// As for [`receive`].
-unsafe fn run_current(ts: &ThreadState, message: usize) -> Delivery {
-    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+unsafe fn run_current(ts: &ThreadState, message: usize) -> ! {
+    let failure = panic::catch_unwind(AssertUnwindSafe(|| -> Error {
         // SAFETY: the caller's contract.
         let first = unsafe { receive(ts, message) };
         // No strong handle to ourselves may stay on our own stack, or dropping the last
@@ -334,49 +352,79 @@ unsafe fn run_current(ts: &ThreadState, message: usize) -> Delivery {
         // count of it; while we are suspended, someone holds a handle, or a killer holds
         // one while it resumes us, or the kill failed and the state was leaked on purpose.
         let run = unsafe { &(*me).run };
-        match first {
+        let outcome = match first {
             Ok(value) => run.call(value).unwrap_or(Ok(Value::unit())),
             // Started by a throw: die of it without running.
             Err(other) => {
                 run.discard();
                 other.into_result()
             }
+        };
+        match outcome {
+            Ok(value) => finish(ts, value),
+            Err(error) => error,
         }
     }));
-    match result {
-        Ok(Ok(value)) => Delivery::Value(value),
-        Ok(Err(error)) => Delivery::Error(error).exit_as_value(),
-        Err(payload) => Delivery::Panic(payload),
+    match failure {
+        Ok(error) => finish(ts, Delivery::Error(error).exit_as_value()),
+        Err(payload) => finish(ts, Delivery::Panic(payload)),
     }
 }
 
 /// Marks the current greenlet dead and delivers `outcome` up its parent chain, starting an
 /// unstarted ancestor if that is where it lands. Never returns.
-fn finish(ts: &ThreadState, outcome: Delivery) -> ! {
+fn finish(ts: &ThreadState, outcome: impl Outgoing) -> ! {
+    let me = ts.current_inner();
+    me.state.set(State::Dead);
+    let parent = me.parent.borrow().clone();
+    match finish_target(ts, parent) {
+        Ok(target) => leave(ts, target, outcome),
+        Err((target, error)) => {
+            drop(outcome);
+            leave(ts, target, Delivery::Error(error))
+        }
+    }
+}
+
+/// The nearest ancestor, from `parent` up, that a finishing greenlet can switch to:
+/// suspended, or unstarted and given a stack now. If an unstarted one could not start,
+/// the failure goes further up instead: returned with the ancestor that gets it.
+fn finish_target(
+    ts: &ThreadState,
+    parent: Option<Greenlet>,
+) -> Result<Greenlet, (Greenlet, Error)> {
+    let mut failure = None;
+    let mut target = parent;
+    let target = loop {
+        let Some(candidate) = target else {
+            fatal("greenlet: ran out of parent greenlets")
+        };
+        match candidate.state() {
+            State::Suspended => break candidate,
+            State::Unstarted => match prepare(ts, &candidate) {
+                Ok(()) => break candidate,
+                Err(error) => {
+                    failure = Some(error);
+                    target = candidate.parent();
+                }
+            },
+            State::Dead => target = candidate.parent(),
+            State::Running => fatal("greenlet: a finishing greenlet's parent is running"),
+        }
+    };
+    match failure {
+        None => Ok(target),
+        Some(error) => Err((target, error)),
+    }
+}
+
+/// Leaves the finished current greenlet's stack for good, switching to `target`.
+#[inline(always)]
+fn leave(ts: &ThreadState, target: Greenlet, outcome: impl Outgoing) -> ! {
     let mut parked = MaybeUninit::uninit();
     let (from, to, handoff) = {
-        let me = ts.current_inner();
-        me.state.set(State::Dead);
-        let mut outcome = outcome;
-        let mut target = me.parent.borrow().clone();
-        let target = loop {
-            let Some(candidate) = target else {
-                fatal("greenlet: ran out of parent greenlets")
-            };
-            match candidate.state() {
-                State::Suspended => break candidate,
-                State::Unstarted => match prepare(ts, &candidate) {
-                    Ok(()) => break candidate,
-                    // It cannot start: the failure goes further up instead.
-                    Err(error) => {
-                        outcome = Delivery::Error(error);
-                        target = candidate.parent();
-                    }
-                },
-                State::Dead => target = candidate.parent(),
-                State::Running => fatal("greenlet: a finishing greenlet's parent is running"),
-            }
-        };
+        // Moved into this block, so that it is dropped before the exit below.
+        let target = target;
         let origin = ts.replace_current(&target);
         target.inner.state.set(State::Running);
         let from = origin.context_ptr();

@@ -36,13 +36,18 @@ thread_local! {
 ///
 /// Best effort: without memory for one, the thread stays without, and a later call tries
 /// again. Cheap once the thread has one (one thread-local read).
-pub(super) fn ensure() {
+///
+/// Returns whether the thread has one now.
+pub(super) fn ensure() -> bool {
     // During thread teardown the thread-local may be gone already; there is nothing to do.
-    let _ = ALT_STACK.try_with(|alt| {
-        if !alt.ready.get() {
-            alt.ready.set(alt.make_if_missing());
-        }
-    });
+    ALT_STACK
+        .try_with(|alt| {
+            if !alt.ready.get() {
+                alt.ready.set(alt.make_if_missing());
+            }
+            alt.ready.get()
+        })
+        .unwrap_or(false)
 }
 
 /// Whether the calling thread has an alternate signal stack, and if so its size.

@@ -67,18 +67,18 @@ pub fn install_overflow_handler() {
             install(index, signal);
         }
     });
+    // Best effort: a thread without one gets another try when its pool takes a stack.
     altstack::ensure();
 }
 
 /// If [`install_overflow_handler`] has run in this process, makes sure the calling thread
 /// has an alternate signal stack too, so the handler can report an overflow there.
 ///
-/// Called whenever a thread takes a stack: threads that only run greenlets, without
-/// calling [`install_overflow_handler`] themselves, are then covered as well.
-pub(super) fn prepare_thread() {
-    if INSTALL.is_completed() {
-        altstack::ensure();
-    }
+/// Called by a thread's stack pool until it succeeds: threads that only run greenlets,
+/// without calling [`install_overflow_handler`] themselves, are then covered as well.
+/// Returns whether the handler is installed and the thread has its alternate stack.
+pub(super) fn prepare_thread() -> bool {
+    INSTALL.is_completed() && altstack::ensure()
 }
 
 fn install(index: usize, signal: libc::c_int) {

@@ -36,6 +36,9 @@ fn cache_limit(class: SizeClass) -> usize {
 pub struct StackPool {
     /// Cached stacks, per size class.
     cached: [Vec<GuardedStack>; class::COUNT],
+    /// Whether this thread is ready to report an overflow (see
+    /// [`overflow::prepare_thread`]); asked until it is.
+    thread_prepared: bool,
 }
 
 impl StackPool {
@@ -61,7 +64,9 @@ impl StackPool {
     /// ```
     pub fn take(&mut self, usable_size: usize) -> Result<GuardedStack, StackError> {
         let class = SizeClass::for_size(usable_size)?;
-        overflow::prepare_thread();
+        if !self.thread_prepared {
+            self.thread_prepared = overflow::prepare_thread();
+        }
         match self.cached[class.index()].pop() {
             Some(stack) => Ok(stack),
             None => GuardedStack::of_class(class),
