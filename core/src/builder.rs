@@ -1,13 +1,13 @@
 //! [`Builder`]: a greenlet with a chosen parent, stack size or name.
 
 use std::cell::{Cell, RefCell, UnsafeCell};
-use std::rc::Rc;
 
 use greenlet_backends::stack::DEFAULT_STACK_SIZE;
 
 use crate::entry::EntryClosure;
 use crate::error::Error;
 use crate::greenlet::{Greenlet, Inner, State};
+use crate::shared::Shared;
 use crate::thread;
 use crate::value::Value;
 
@@ -121,25 +121,20 @@ impl Builder {
             }
             None => ts.current(),
         };
-        // Written in place: `Rc::new` of the whole state built it on the stack and then
-        // copied it into the allocation with a call to `memcpy`.
-        let mut inner = Rc::<Inner>::new_uninit();
-        let Some(slot) = Rc::get_mut(&mut inner) else {
-            unreachable!("a new Rc has one handle")
-        };
-        slot.write(Inner {
-            state: Cell::new(State::Unstarted),
-            is_main: false,
-            parent: RefCell::new(Some(parent)),
-            context: UnsafeCell::new(None),
-            owner: ts.serial,
-            stack_size: self.stack_size.unwrap_or(DEFAULT_STACK_SIZE),
-            name: self.name,
-            locals: RefCell::new(Vec::new()),
-            run: EntryClosure::new(run),
-        });
-        // SAFETY: initialised just above.
-        let inner = unsafe { inner.assume_init() };
+        let inner = Shared::new(
+            Inner {
+                state: Cell::new(State::Unstarted),
+                is_main: false,
+                parent: RefCell::new(Some(parent)),
+                context: UnsafeCell::new(None),
+                owner: ts.serial,
+                stack_size: self.stack_size.unwrap_or(DEFAULT_STACK_SIZE),
+                name: self.name,
+                locals: RefCell::new(Vec::new()),
+                run: EntryClosure::new(run),
+            },
+            Some(&ts.blocks),
+        );
         Ok(Greenlet { inner })
     }
 }

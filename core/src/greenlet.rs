@@ -4,13 +4,13 @@ use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::rc::Rc;
 
 use greenlet_backends::{Context, DefaultContext};
 
 use crate::builder::Builder;
 use crate::entry::EntryClosure;
 use crate::error::Error;
+use crate::shared::Shared;
 use crate::switch::{self, Delivery};
 use crate::thread::{self, ThreadState};
 use crate::value::Value;
@@ -90,7 +90,7 @@ impl Drop for Inner {
 /// ```
 #[derive(Clone)]
 pub struct Greenlet {
-    pub(crate) inner: Rc<Inner>,
+    pub(crate) inner: Shared,
 }
 
 impl Greenlet {
@@ -419,7 +419,7 @@ impl Greenlet {
 
 impl PartialEq for Greenlet {
     fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.inner, &other.inner)
+        Shared::ptr_eq(&self.inner, &other.inner)
     }
 }
 
@@ -427,7 +427,7 @@ impl Eq for Greenlet {}
 
 impl Hash for Greenlet {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        (Rc::as_ptr(&self.inner) as *const () as usize).hash(state)
+        (Shared::as_ptr(&self.inner) as *const () as usize).hash(state)
     }
 }
 
@@ -435,7 +435,11 @@ impl fmt::Debug for Greenlet {
     /// Uses greenlet's state words: `pending`, `current`, `suspended`, `active`,
     /// `started`, `main`, `dead`, and `(thread exited)` for a greenlet whose thread is gone.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<greenlet {:p}", Rc::as_ptr(&self.inner) as *const ())?;
+        write!(
+            f,
+            "<greenlet {:p}",
+            Shared::as_ptr(&self.inner) as *const ()
+        )?;
         if let Some(name) = self.name() {
             write!(f, " {name:?}")?;
         }

@@ -4,10 +4,10 @@
 use std::any::Any;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::rc::Rc;
 
 use crate::error::{Error, GreenletExit};
 use crate::greenlet::{Greenlet, State};
+use crate::shared::Shared;
 use crate::switch::{self, Delivery};
 use crate::thread;
 
@@ -90,8 +90,7 @@ fn report(greenlet: &Greenlet, event: Unraisable) {
 impl Drop for Greenlet {
     #[inline]
     fn drop(&mut self) {
-        if Rc::strong_count(&self.inner) == 1 && self.state() == State::Suspended && !self.is_main()
-        {
+        if Shared::count(&self.inner) == 1 && self.state() == State::Suspended && !self.is_main() {
             kill_last_handle(self);
         }
     }
@@ -121,7 +120,7 @@ fn kill_last_handle(greenlet: &Greenlet) {
         Ok(Err(error)) => report(greenlet, Unraisable::Error(error)),
         Err(payload) => report(greenlet, Unraisable::Panic(payload)),
     }
-    if Rc::strong_count(&greenlet.inner) == 1 && !greenlet.is_dead() {
+    if Shared::count(&greenlet.inner) == 1 && !greenlet.is_dead() {
         report(greenlet, Unraisable::DidNotDie);
         // Keep its state and stack alive forever: freeing a stack with live frames on it
         // would be wrong, and nobody can resume it.

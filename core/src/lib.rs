@@ -61,6 +61,7 @@ pub mod generator;
 mod greenlet;
 mod kill;
 mod locals;
+mod shared;
 mod switch;
 mod thread;
 mod trace;

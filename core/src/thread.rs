@@ -10,7 +10,6 @@ use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::BTreeSet;
 use std::mem;
 use std::ptr;
-use std::rc::Rc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,6 +20,7 @@ use crate::entry::EntryClosure;
 use crate::error::Error;
 use crate::greenlet::{Greenlet, Inner, State};
 use crate::kill::UnraisableHook;
+use crate::shared::{BlockCache, Shared};
 use crate::trace::Tracer;
 
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
@@ -39,7 +39,7 @@ pub(crate) struct ThreadState {
     pub(crate) serial: u64,
     pub(crate) main: Greenlet,
     /// The running greenlet. The thread state owns one strong count of it (made with
-    /// `Rc::into_raw`), so it cannot vanish while it runs; a switch hands that count to
+    /// `Shared::into_raw`), so it cannot vanish while it runs; a switch hands that count to
     /// the resumed side along with the value (see [`crate::switch`]).
     current: Cell<*const Inner>,
     pub(crate) pool: RefCell<StackPool>,
@@ -47,6 +47,8 @@ pub(crate) struct ThreadState {
     /// Bumped by every `settrace`, so a tracer that replaced itself is not put back.
     pub(crate) tracer_epoch: Cell<u64>,
     pub(crate) unraisable: Cell<Option<UnraisableHook>>,
+    /// Freed greenlet state allocations, for the next greenlets (see [`Shared`]).
+    pub(crate) blocks: BlockCache,
 }
 
 impl ThreadState {
@@ -56,18 +58,21 @@ impl ThreadState {
             live.insert(serial);
         }
         install_overflow_handler();
-        let inner: Rc<Inner> = Rc::new(Inner {
-            state: Cell::new(State::Running),
-            is_main: true,
-            parent: RefCell::new(None),
-            context: UnsafeCell::new(Some(DefaultContext::thread())),
-            owner: serial,
-            stack_size: 0,
-            name: None,
-            locals: RefCell::new(Vec::new()),
-            run: EntryClosure::none(),
-        });
-        let current = Rc::into_raw(inner.clone());
+        let inner = Shared::new(
+            Inner {
+                state: Cell::new(State::Running),
+                is_main: true,
+                parent: RefCell::new(None),
+                context: UnsafeCell::new(Some(DefaultContext::thread())),
+                owner: serial,
+                stack_size: 0,
+                name: None,
+                locals: RefCell::new(Vec::new()),
+                run: EntryClosure::none(),
+            },
+            None,
+        );
+        let current = Shared::into_raw(inner.clone());
         ThreadState {
             serial,
             main: Greenlet { inner },
@@ -76,6 +81,7 @@ impl ThreadState {
             tracer: Cell::new(None),
             tracer_epoch: Cell::new(0),
             unraisable: Cell::new(None),
+            blocks: BlockCache::new(),
         }
     }
 
@@ -83,12 +89,12 @@ impl ThreadState {
     #[inline]
     pub(crate) fn current(&self) -> Greenlet {
         let current = self.current.get();
-        // SAFETY: `current` came from `Rc::into_raw` and we own one count of it (see the
+        // SAFETY: `current` came from `Shared::into_raw` and we own one count of it (see the
         // field), so the allocation is alive; the new count is the new handle's.
         unsafe {
-            Rc::increment_strong_count(current);
+            Shared::increment_count(current);
             Greenlet {
-                inner: Rc::from_raw(current),
+                inner: Shared::from_raw(current),
             }
         }
     }
@@ -105,11 +111,11 @@ impl ThreadState {
     /// carrying the thread state's count of it.
     #[inline(always)]
     pub(crate) fn replace_current(&self, target: &Greenlet) -> Greenlet {
-        let old = self.current.replace(Rc::into_raw(target.inner.clone()));
-        // SAFETY: `old` came from `Rc::into_raw` and its count was ours; it moves to the
+        let old = self.current.replace(Shared::into_raw(target.inner.clone()));
+        // SAFETY: `old` came from `Shared::into_raw` and its count was ours; it moves to the
         // returned handle.
         Greenlet {
-            inner: unsafe { Rc::from_raw(old) },
+            inner: unsafe { Shared::from_raw(old) },
         }
     }
 }
@@ -122,7 +128,7 @@ impl Drop for ThreadState {
         // discards their stacks without running their destructors.
         self.main.inner.state.set(State::Dead);
         // SAFETY: our count of the current greenlet (see the field), given up exactly once.
-        drop(unsafe { Rc::from_raw(self.current.get()) });
+        drop(unsafe { Shared::from_raw(self.current.get()) });
         if let Ok(mut live) = LIVE_THREADS.lock() {
             live.remove(&self.serial);
         }

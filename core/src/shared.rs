@@ -1,0 +1,276 @@
+//! [`Shared`]: the counted pointer from greenlet handles to a greenlet's state.
+//!
+//! Like `Rc<Inner>` (non-atomic count, freed with its last handle), with one difference
+//! that matters to `Greenlet::new`: freed allocations go to a small per-thread cache, kept
+//! in the thread state, and the next greenlet created in that thread reuses one instead of
+//! calling the allocator twice per greenlet.
+
+use std::alloc::{self, Layout};
+use std::cell::Cell;
+use std::mem::{ManuallyDrop, offset_of};
+use std::ops::Deref;
+use std::ptr::{self, NonNull};
+
+use crate::greenlet::Inner;
+use crate::thread;
+
+/// At most this many freed allocations are kept per thread.
+const CACHE_LIMIT: usize = 64;
+
+/// One allocation: the count of handles, then the state.
+#[repr(C)]
+struct Counted {
+    count: Cell<usize>,
+    inner: Inner,
+}
+
+/// A freed allocation, linked into its thread's cache.
+struct FreeBlock {
+    next: Option<NonNull<FreeBlock>>,
+}
+
+const _: () = assert!(size_of::<FreeBlock>() <= size_of::<Counted>());
+const _: () = assert!(align_of::<FreeBlock>() <= align_of::<Counted>());
+
+/// A thread's cache of freed allocations (a field of its thread state).
+pub(crate) struct BlockCache {
+    head: Cell<Option<NonNull<FreeBlock>>>,
+    len: Cell<usize>,
+}
+
+impl BlockCache {
+    /// An empty cache.
+    pub(crate) const fn new() -> Self {
+        BlockCache {
+            head: Cell::new(None),
+            len: Cell::new(0),
+        }
+    }
+
+    fn take(&self) -> Option<NonNull<Counted>> {
+        let block = self.head.get()?;
+        // SAFETY: blocks in the cache are allocations of a `Counted` that hold a
+        // `FreeBlock` written by `give`, owned by the cache alone.
+        self.head.set(unsafe { block.as_ref().next });
+        self.len.set(self.len.get() - 1);
+        Some(block.cast())
+    }
+
+    /// Keeps `block` (an allocation of a `Counted` with nothing alive in it) for reuse,
+    /// or frees it if the cache is full.
+    fn give(&self, block: NonNull<Counted>) {
+        if self.len.get() >= CACHE_LIMIT {
+            // SAFETY: the caller's contract: ours to free, allocated with this layout.
+            unsafe { alloc::dealloc(block.as_ptr().cast(), Layout::new::<Counted>()) };
+            return;
+        }
+        let free = block.cast::<FreeBlock>();
+        // SAFETY: the block is ours and big and aligned enough (checked at compile time).
+        unsafe {
+            free.write(FreeBlock {
+                next: self.head.get(),
+            })
+        };
+        self.head.set(Some(free));
+        self.len.set(self.len.get() + 1);
+    }
+}
+
+impl Drop for BlockCache {
+    fn drop(&mut self) {
+        while let Some(block) = self.take() {
+            // SAFETY: cached blocks are allocations of this layout that nothing uses.
+            unsafe { alloc::dealloc(block.as_ptr().cast(), Layout::new::<Counted>()) };
+        }
+    }
+}
+
+/// A counted pointer to a greenlet's [`Inner`] state.
+pub(crate) struct Shared {
+    ptr: NonNull<Counted>,
+}
+
+impl Shared {
+    /// Moves `inner` into an allocation (one from `cache` if it has one) with a count of
+    /// one.
+    #[inline]
+    pub(crate) fn new(inner: Inner, cache: Option<&BlockCache>) -> Shared {
+        let ptr = cache.and_then(BlockCache::take).unwrap_or_else(allocate);
+        // SAFETY: `ptr` is an allocation of a `Counted` with nothing alive in it.
+        unsafe {
+            ptr.write(Counted {
+                count: Cell::new(1),
+                inner,
+            })
+        };
+        Shared { ptr }
+    }
+
+    fn counted(&self) -> &Counted {
+        // SAFETY: a `Shared` holds one count, so the allocation is alive.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// How many handles (counts) there are.
+    #[inline]
+    pub(crate) fn count(this: &Self) -> usize {
+        this.counted().count.get()
+    }
+
+    /// Whether both point at the same state.
+    #[inline]
+    pub(crate) fn ptr_eq(a: &Self, b: &Self) -> bool {
+        a.ptr == b.ptr
+    }
+
+    /// The address of the state.
+    #[inline]
+    pub(crate) fn as_ptr(this: &Self) -> *const Inner {
+        &raw const this.counted().inner
+    }
+
+    /// Gives up this handle without giving up its count: [`Shared::from_raw`] takes it back.
+    #[inline]
+    pub(crate) fn into_raw(this: Self) -> *const Inner {
+        let inner = Shared::as_ptr(&this);
+        std::mem::forget(this);
+        inner
+    }
+
+    /// The handle given up by [`Shared::into_raw`].
+    ///
+    /// # Safety
+    ///
+    /// `inner` came from `into_raw`, and its count is taken back once.
+    #[inline]
+    pub(crate) unsafe fn from_raw(inner: *const Inner) -> Self {
+        // SAFETY: `inner` points into a `Counted`, at this offset (the caller's contract).
+        let counted = unsafe { inner.byte_sub(offset_of!(Counted, inner)) }.cast::<Counted>();
+        Shared {
+            // SAFETY: derived from a non-null pointer into an allocation.
+            ptr: unsafe { NonNull::new_unchecked(counted.cast_mut()) },
+        }
+    }
+
+    /// Adds a count to the state at `inner`.
+    ///
+    /// # Safety
+    ///
+    /// `inner` came from `into_raw` and its count has not been taken back yet.
+    #[inline]
+    pub(crate) unsafe fn increment_count(inner: *const Inner) {
+        // SAFETY: the caller's contract. The borrowed handle keeps its count (it is not
+        // dropped); the count added by `clone` belongs to nobody yet (it is forgotten).
+        let borrowed = ManuallyDrop::new(unsafe { Shared::from_raw(inner) });
+        std::mem::forget(Shared::clone(&borrowed));
+    }
+}
+
+/// A fresh allocation for a `Counted`.
+#[cold]
+fn allocate() -> NonNull<Counted> {
+    let layout = Layout::new::<Counted>();
+    // SAFETY: `Counted` is not zero-sized.
+    let raw = unsafe { alloc::alloc(layout) };
+    match NonNull::new(raw) {
+        Some(ptr) => ptr.cast(),
+        None => alloc::handle_alloc_error(layout),
+    }
+}
+
+impl Clone for Shared {
+    #[inline]
+    fn clone(&self) -> Self {
+        let count = &self.counted().count;
+        // More handles than bytes of memory can only come from leaked handles
+        // (`mem::forget` in a loop); stop rather than wrap around, as `Rc` does.
+        let Some(more) = count.get().checked_add(1) else {
+            std::process::abort()
+        };
+        count.set(more);
+        Shared { ptr: self.ptr }
+    }
+}
+
+impl Drop for Shared {
+    #[inline]
+    fn drop(&mut self) {
+        let count = &self.counted().count;
+        let left = count.get() - 1;
+        count.set(left);
+        if left == 0 {
+            // SAFETY: this was the last count: nobody else can reach the state.
+            unsafe { free(self.ptr) }
+        }
+    }
+}
+
+/// Drops the state of an allocation whose last count is gone, then caches or frees it.
+///
+/// # Safety
+///
+/// Nothing refers to the allocation any more.
+#[inline(never)]
+unsafe fn free(ptr: NonNull<Counted>) {
+    // SAFETY: the caller's contract; the state is dropped exactly once, here.
+    unsafe { ptr::drop_in_place(&raw mut (*ptr.as_ptr()).inner) };
+    match thread::state() {
+        Ok(ts) => ts.blocks.give(ptr),
+        // The thread state is gone (thread teardown): no cache to keep it in.
+        // SAFETY: ours to free, allocated with this layout.
+        Err(_) => unsafe { alloc::dealloc(ptr.as_ptr().cast(), Layout::new::<Counted>()) },
+    }
+}
+
+impl Deref for Shared {
+    type Target = Inner;
+
+    #[inline]
+    fn deref(&self) -> &Inner {
+        &self.counted().inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Greenlet;
+
+    #[test]
+    fn clones_and_raw_round_trips_keep_the_count() {
+        let g = Greenlet::new(|_| Ok(()));
+        assert_eq!(Shared::count(&g.inner), 1);
+        let h = g.clone();
+        assert_eq!(Shared::count(&g.inner), 2);
+        let raw = Shared::into_raw(h.inner.clone());
+        assert_eq!(Shared::count(&g.inner), 3);
+        // SAFETY: `raw` came from `into_raw` and its count is still given up.
+        unsafe { Shared::increment_count(raw) };
+        assert_eq!(Shared::count(&g.inner), 4);
+        // SAFETY: the two counts given up above are taken back once each.
+        drop(unsafe { Shared::from_raw(raw) });
+        drop(unsafe { Shared::from_raw(raw) });
+        drop(h);
+        assert_eq!(Shared::count(&g.inner), 1);
+    }
+
+    #[test]
+    fn the_current_greenlet_is_counted_by_the_thread() {
+        let main = Greenlet::main();
+        let before = Shared::count(&main.inner);
+        let current = Greenlet::current();
+        assert_eq!(Shared::count(&main.inner), before + 1);
+        drop(current);
+        assert_eq!(Shared::count(&main.inner), before);
+    }
+
+    #[test]
+    fn a_freed_state_is_reused_by_the_next_greenlet() {
+        let first = Greenlet::new(|_| Ok(()));
+        let address = Shared::as_ptr(&first.inner);
+        drop(first);
+        let second = Greenlet::new(|_| Ok(1));
+        assert_eq!(Shared::as_ptr(&second.inner), address);
+        assert_eq!(second.switch(()).unwrap().downcast::<i32>().unwrap(), 1);
+    }
+}
