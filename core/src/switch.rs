@@ -145,11 +145,14 @@ fn live_ancestor(greenlet: &Greenlet) -> Greenlet {
 #[inline(always)]
 pub(crate) fn transfer(target: &Greenlet, delivery: impl Outgoing) -> Result<Value, Error> {
     let ts = thread::state()?;
+    // Two tests rather than a `match`, which compiles to a jump table.
     if target.inner.owner == ts.serial {
-        match target.state() {
-            State::Suspended => return switch_to(ts, Cow::Borrowed(target), delivery),
-            State::Unstarted => return start(ts, Cow::Borrowed(target), delivery),
-            State::Running | State::Dead => {}
+        let state = target.state();
+        if state == State::Suspended {
+            return switch_to(ts, Cow::Borrowed(target), delivery);
+        }
+        if state == State::Unstarted {
+            return start(ts, Cow::Borrowed(target), delivery);
         }
     }
     transfer_unusual(ts, Cow::Borrowed(target), delivery.into_delivery())
@@ -160,11 +163,14 @@ pub(crate) fn transfer(target: &Greenlet, delivery: impl Outgoing) -> Result<Val
 #[inline(always)]
 pub(crate) fn transfer_owned(target: Greenlet, delivery: impl Outgoing) -> Result<Value, Error> {
     let ts = thread::state()?;
+    // Two tests rather than a `match`, which compiles to a jump table.
     if target.inner.owner == ts.serial {
-        match target.state() {
-            State::Suspended => return switch_to(ts, Cow::Owned(target), delivery),
-            State::Unstarted => return start(ts, Cow::Owned(target), delivery),
-            State::Running | State::Dead => {}
+        let state = target.state();
+        if state == State::Suspended {
+            return switch_to(ts, Cow::Owned(target), delivery);
+        }
+        if state == State::Unstarted {
+            return start(ts, Cow::Owned(target), delivery);
         }
     }
     transfer_unusual(ts, Cow::Owned(target), delivery.into_delivery())
