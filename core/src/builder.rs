@@ -121,20 +121,17 @@ impl Builder {
             }
             None => ts.current(),
         };
-        let inner = Shared::new(
-            Inner {
-                state: Cell::new(State::Unstarted),
-                is_main: false,
-                parent: RefCell::new(Some(parent)),
-                context: UnsafeCell::new(None),
-                owner: ts.serial,
-                stack_size: self.stack_size.unwrap_or(DEFAULT_STACK_SIZE),
-                name: self.name,
-                locals: RefCell::new(Vec::new()),
-                run: EntryClosure::new(run),
-            },
-            Some(&ts.blocks),
-        );
+        let inner = Shared::new(Some(&ts.blocks), || Inner {
+            state: Cell::new(State::Unstarted),
+            is_main: false,
+            parent: RefCell::new(Some(parent)),
+            context: UnsafeCell::new(None),
+            owner: ts.serial,
+            stack_size: self.stack_size.unwrap_or(DEFAULT_STACK_SIZE),
+            name: self.name,
+            locals: RefCell::new(Vec::new()),
+            run: EntryClosure::new(run),
+        });
         Ok(Greenlet { inner })
     }
 }

@@ -91,18 +91,20 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Moves `inner` into an allocation (one from `cache` if it has one) with a count of
-    /// one.
-    #[inline]
-    pub(crate) fn new(inner: Inner, cache: Option<&BlockCache>) -> Shared {
+    /// Moves the state `make` returns into an allocation (one from `cache` if it has one)
+    /// with a count of one.
+    ///
+    /// The allocation is found first and the state made straight into it: a state made
+    /// first and then moved was copied with a call to `memcpy`.
+    #[inline(always)]
+    pub(crate) fn new(cache: Option<&BlockCache>, make: impl FnOnce() -> Inner) -> Shared {
         let ptr = cache.and_then(BlockCache::take).unwrap_or_else(allocate);
-        // SAFETY: `ptr` is an allocation of a `Counted` with nothing alive in it.
+        // SAFETY: `ptr` is an allocation of a `Counted` with nothing alive in it. If `make`
+        // panics, the block is leaked, which is safe.
         unsafe {
-            ptr.write(Counted {
-                count: Cell::new(1),
-                inner,
-            })
-        };
+            (&raw mut (*ptr.as_ptr()).count).write(Cell::new(1));
+            (&raw mut (*ptr.as_ptr()).inner).write(make());
+        }
         Shared { ptr }
     }
 

@@ -58,20 +58,17 @@ impl ThreadState {
             live.insert(serial);
         }
         install_overflow_handler();
-        let inner = Shared::new(
-            Inner {
-                state: Cell::new(State::Running),
-                is_main: true,
-                parent: RefCell::new(None),
-                context: UnsafeCell::new(Some(DefaultContext::thread())),
-                owner: serial,
-                stack_size: 0,
-                name: None,
-                locals: RefCell::new(Vec::new()),
-                run: EntryClosure::none(),
-            },
-            None,
-        );
+        let inner = Shared::new(None, || Inner {
+            state: Cell::new(State::Running),
+            is_main: true,
+            parent: RefCell::new(None),
+            context: UnsafeCell::new(Some(DefaultContext::thread())),
+            owner: serial,
+            stack_size: 0,
+            name: None,
+            locals: RefCell::new(Vec::new()),
+            run: EntryClosure::none(),
+        });
         let current = Shared::into_raw(inner.clone());
         ThreadState {
             serial,
