@@ -1,10 +1,10 @@
 //! [`Value`]: the one dynamically typed payload that travels through every switch.
 //!
 //! Greenlets switch symmetrically, so the type of what arrives at a `switch` is only known
-//! at run time. A `Value` holds any `'static` type in two words: one word of storage and a
-//! pointer to a per-type table. Types of at most one word (integers, `()`, `f64`, `Box`es,
-//! `Rc`s, greenlet handles, references) are stored in that word, so passing them through a
-//! switch allocates nothing; larger ones are boxed and the word holds the box. Which of
+//! at run time. A `Value` holds any `'static` type in two words: 64 bits of storage and a
+//! pointer to a per-type table. Types of at most 64 bits (integers, `()`, `f64`, `Box`es,
+//! `Rc`s, greenlet handles, references) are stored in place, so passing them through a
+//! switch allocates nothing; larger ones are boxed and the storage holds the box. Which of
 //! the two a type gets is decided by its size alone, at compile time, so reading a value
 //! back needs no run-time tag.
 //!
@@ -18,8 +18,9 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{self, ManuallyDrop, MaybeUninit};
 
-/// The storage word of a [`Value`].
-type InlineBuf = MaybeUninit<usize>;
+/// The storage word of a [`Value`]: 64 bits on every target, so that `u64` and `f64` are
+/// stored unboxed on 32-bit targets (wasm32) too.
+type InlineBuf = MaybeUninit<u64>;
 
 /// What a [`Value`] needs to know about the type it holds.
 struct VTable {
@@ -273,8 +274,10 @@ mod tests {
     }
 
     #[test]
-    fn a_value_is_two_words() {
-        assert_eq!(mem::size_of::<Value>(), 2 * mem::size_of::<usize>());
+    fn a_value_is_two_words_and_holds_64_bits_unboxed() {
+        assert_eq!(mem::size_of::<Value>(), 2 * mem::size_of::<u64>());
+        assert!(fits_inline::<u64>() && fits_inline::<f64>() && fits_inline::<Box<String>>());
+        assert!(!fits_inline::<u128>() && !fits_inline::<[u64; 2]>());
     }
 
     #[test]
