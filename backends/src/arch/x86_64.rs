@@ -1,4 +1,4 @@
-//! x86-64 System V backend: context switching in inline assembly, expanded at each call site.
+//! x86-64 System V backend: context switching in inline assembly expanded at each caller.
 //!
 //! A WORD OF CAUTION: read this whole file before changing any of it. The frame layout
 //! drawn here, the offsets in the assembly, the words [`AsmContext::new`] writes and the
@@ -41,9 +41,9 @@
 //! than the whole switch.
 //!
 //! `stmxcsr` is the one expensive instruction left on the path: about one nanosecond per
-//! switch on a 2 GHz Sapphire Rapids, as much as a dozen simple instructions. Nothing
-//! cheaper reads MXCSR, and every switch must read it, since the code being suspended
-//! may have changed it.
+//! switch on the 2 GHz Xeon it was measured on, as much as a dozen simple instructions.
+//! Nothing cheaper reads MXCSR, and every switch must read it, since the code being
+//! suspended may have changed it.
 //!
 //! # Leaving a switch
 //!
@@ -104,7 +104,9 @@
 //!
 //! The word at top - 16, the *link*, points at the frame record of the switch frame of
 //! whoever resumed this context last: every switch into a context rewrites it
-//! (`AsmContext::link` says where it is). `trampoline`'s CFI tells the unwinder that its
+//! (`AsmContext::link` says where it is). A thread's context has no such slot; its
+//! `link` points at `LINK_SINK`, a thread-local word nothing reads, so that the switch
+//! writes a link without asking whether there is one. `trampoline`'s CFI tells the unwinder that its
 //! caller's CFA is `[rsp + 16] + 24`, read through the link, and that the caller's rbx,
 //! resume address and rbp are saved below that CFA as in any switch frame. From there
 //! the unwinder is in the resumer's own function, at the label ending its switch, with
@@ -145,6 +147,7 @@
 use crate::stack::GuardedStack;
 use crate::{Context, EntryFn};
 use core::arch::{asm, naked_asm};
+use core::cell::Cell;
 use core::mem::offset_of;
 use core::ptr;
 
@@ -183,7 +186,7 @@ pub struct AsmContext {
     /// that has never been switched away from.
     sp: *mut u8,
     /// The link slot at the top of this context's stack, rewritten on every switch into
-    /// the context; null for the thread's context.
+    /// the context; this thread's `LINK_SINK` for the thread's context.
     link: *mut *const u8,
     /// MXCSR as the context's last switch away found it (the creator's for a new
     /// context); only its control bits are ever loaded back.
@@ -218,6 +221,13 @@ const _: () = assert!(DATA_WORD == 4);
 /// at it, and its resume address 0 ends every unwind. The unwinder reads all three words,
 /// so all three must exist.
 static TERMINAL_FRAME: [usize; SWITCH_FRAME / 8] = [0; SWITCH_FRAME / 8];
+
+std::thread_local! {
+    /// Where switches into a thread's context write the link it has no slot for; never
+    /// read. Constant-initialised and without a destructor, so it lives, at one address,
+    /// as long as the thread.
+    static LINK_SINK: Cell<*const u8> = const { Cell::new(ptr::null()) };
+}
 
 /// The control bits of MXCSR (6-15); the rest (0-5) are status flags. The whole x87
 /// control word is control.
@@ -323,7 +333,9 @@ unsafe impl Context for AsmContext {
     fn thread() -> Self {
         AsmContext {
             sp: ptr::null_mut(),
-            link: ptr::null_mut(),
+            // The context is only ever used on this thread (it is not `Send`), where the
+            // sink stays valid; writing to it through this pointer is all anyone does.
+            link: LINK_SINK.with(Cell::as_ptr),
             // Written by the first switch away, before anything reads them.
             mxcsr: 0,
             x87_cw: 0,
@@ -374,10 +386,11 @@ unsafe impl Context for AsmContext {
     unsafe fn switch(from: *mut Self, to: *mut Self, value: usize) -> usize {
         let back: usize;
         // SAFETY: `from` is running and `to` is new or suspended, so its `sp` points at a
-        // switch frame and its link (if any) at a live link slot; neither moves until
-        // resumed (all the caller's contract). The block leaves rsp where it found it and
-        // restores rbx and rbp; every other register it may change is declared clobbered.
-        // Without `nostack`, it may push and starts on a call-aligned stack.
+        // switch frame and its link at a live link slot (or at this thread's sink);
+        // neither moves until resumed (all the caller's contract). The block leaves rsp
+        // where it found it and restores rbx and rbp; every other register it may change
+        // is declared clobbered. Without `nostack`, it may push and starts on a
+        // call-aligned stack.
         unsafe {
             debug_assert!(
                 !(*to).sp.is_null(),
@@ -395,13 +408,9 @@ unsafe impl Context for AsmContext {
                 "fnstcw word ptr [rsi + {x87_cw}]",
                 // Suspend: the frame is complete, publish it.
                 "mov [rsi + {sp}], rsp",
-                // Link the target to its resumer, our frame, unless it is a thread
-                // context (link null).
+                // Link the target to its resumer: our frame.
                 "mov r8, [rdx + {link}]",
-                "test r8, r8",
-                "jz 3f",
                 "mov [r8], rsp",
-                "3:",
                 resume_rdx!(),
                 // Resumed: the switch that resumed us popped our frame and jumped here.
                 "2:",
@@ -441,10 +450,7 @@ unsafe impl Context for AsmContext {
                 "fnstcw word ptr [rsi + {x87_cw}]",
                 // No live resumer: link the target to the terminal frame.
                 "mov r8, [rdx + {link}]",
-                "test r8, r8",
-                "jz 3f",
                 "mov [r8], rcx",
-                "3:",
                 resume_rdx!(),
                 sp = const offset_of!(AsmContext, sp),
                 link = const offset_of!(AsmContext, link),
