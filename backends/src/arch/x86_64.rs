@@ -343,6 +343,9 @@ unsafe impl Context for AsmContext {
         }
     }
 
+    // Inlined: returned through memory, a context was copied into place with 16-byte loads
+    // over the 8-byte stores that had just built it, a store-forwarding stall per start.
+    #[inline]
     fn new(stack: GuardedStack, entry: EntryFn, data: *mut ()) -> Self {
         assert!(stack.usable_size() >= TOP_RESERVED + SWITCH_FRAME);
         let top = stack.top().cast::<usize>();
