@@ -37,6 +37,7 @@ const MAP_NORESERVE: libc::c_int = libc::MAP_NORESERVE;
 const MAP_NORESERVE: libc::c_int = 0;
 
 /// The size of a memory page, read once from the system.
+#[inline]
 pub(super) fn page_size() -> usize {
     static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
     let cached = PAGE_SIZE.load(Ordering::Relaxed);
