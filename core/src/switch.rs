@@ -144,36 +144,31 @@ fn live_ancestor(greenlet: &Greenlet) -> Greenlet {
 /// returns what the current greenlet receives when it is resumed.
 #[inline(always)]
 pub(crate) fn transfer(target: &Greenlet, delivery: impl Outgoing) -> Result<Value, Error> {
-    let ts = thread::state()?;
-    // Two tests rather than a `match`, which compiles to a jump table.
-    if target.inner.owner == ts.serial {
-        let state = target.state();
-        if state == State::Suspended {
-            return switch_to(ts, Cow::Borrowed(target), delivery);
-        }
-        if state == State::Unstarted {
-            return start(ts, Cow::Borrowed(target), delivery);
-        }
-    }
-    transfer_unusual(ts, Cow::Borrowed(target), delivery.into_delivery())
+    transfer_to(Cow::Borrowed(target), delivery)
 }
 
 /// [`transfer`] to a handle we own, which is dropped before the stack switch (see
 /// [`switch_to`]), so that it does not wait on the switching greenlet's stack.
 #[inline(always)]
 pub(crate) fn transfer_owned(target: Greenlet, delivery: impl Outgoing) -> Result<Value, Error> {
+    transfer_to(Cow::Owned(target), delivery)
+}
+
+/// [`transfer`] and [`transfer_owned`]: the two common cases inline, the rest out of line.
+#[inline(always)]
+fn transfer_to(target: Cow<'_, Greenlet>, delivery: impl Outgoing) -> Result<Value, Error> {
     let ts = thread::state()?;
     // Two tests rather than a `match`, which compiles to a jump table.
     if target.inner.owner == ts.serial {
         let state = target.state();
         if state == State::Suspended {
-            return switch_to(ts, Cow::Owned(target), delivery);
+            return switch_to(ts, target, delivery);
         }
         if state == State::Unstarted {
-            return start(ts, Cow::Owned(target), delivery);
+            return start(ts, target, delivery);
         }
     }
-    transfer_unusual(ts, Cow::Owned(target), delivery.into_delivery())
+    transfer_unusual(ts, target, delivery.into_delivery())
 }
 
 /// Takes a stack for the unstarted `target` and switches to it, which starts it.
