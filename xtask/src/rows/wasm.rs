@@ -1,5 +1,6 @@
 //! The wasm32-wasip1 rows: the conformance suite compiled to wasm and run by the
-//! `greenlet-wasm` runner, once per fiber mechanism of the host.
+//! `greenlet-wasm` runner, once per fiber mechanism of the host; and the host's own tests
+//! (malformed modules, guest traps inside fibers, exit codes, fiber limits).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,7 +17,8 @@ pub const WASM_TEST_PACKAGES: &[&str] = &["greenlet", "greenlet-conformance"];
 /// The target the rows build for.
 const TARGET: &str = "wasm32-wasip1";
 
-/// The two wasm rows: the stack-switching mechanism and the portable fallback.
+/// The wasm rows: the suite on the stack-switching mechanism and on the portable
+/// fallback, then the host's own tests.
 pub fn rows() -> Vec<Row> {
     vec![
         Row {
@@ -33,7 +35,30 @@ pub fn rows() -> Vec<Row> {
                 mechanism: "store-per-fiber",
             }),
         },
+        Row {
+            name: "wasm host (greenlet-wasm)",
+            backend: "wasmtime",
+            kind: Box::new(HostTest),
+        },
     ]
+}
+
+/// `cargo test --release -p greenlet-wasm`: the host library and runner's own tests, which
+/// build their guests and run them on both mechanisms. Release, like the runner the other
+/// rows build, so that wasmtime is compiled once.
+pub struct HostTest;
+
+impl RowKind for HostTest {
+    fn command(&self) -> Command {
+        let mut cmd = exec::cargo();
+        cmd.args(["test", "--release", "--no-fail-fast", "-p", "greenlet-wasm"]);
+        cmd.env_remove("GREENLET_WASM_FIBERS");
+        cmd
+    }
+
+    fn count(&self, output: &Captured) -> Counts {
+        libtest::count(&output.stdout)
+    }
 }
 
 /// `cargo test --target wasm32-wasip1` of [`WASM_TEST_PACKAGES`], each test binary run by
@@ -101,6 +126,16 @@ impl RowKind for WasmTest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_row_runs_the_host_tests_in_release() {
+        let rows = rows();
+        let host = rows.last().expect("the host row comes last");
+        assert_eq!(host.name, "wasm host (greenlet-wasm)");
+        let shown = exec::display(&host.kind.command());
+        assert!(shown.contains("test --release"), "{shown}");
+        assert!(shown.contains("-p greenlet-wasm"), "{shown}");
+    }
 
     #[test]
     fn each_wasm_row_runs_the_suite_through_its_mechanism() {
