@@ -12,6 +12,7 @@ use crate::exec::{self, Captured};
 use crate::libtest;
 use crate::outcome::Counts;
 
+pub mod miri;
 mod wasm;
 
 /// The packages every `cargo test` row tests.
@@ -35,6 +36,7 @@ pub fn all() -> Vec<Row> {
     .into_iter()
     .chain(crate::native::rows())
     .chain(wasm::rows())
+    .chain(miri::rows())
     .collect()
 }
 

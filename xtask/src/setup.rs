@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::exec;
+use crate::rows::miri;
 
 /// Rust targets the rows build for.
 const RUST_TARGETS: &[&str] = &[
@@ -49,8 +50,9 @@ pub fn run() -> Result<(), String> {
         is_component,
     )?;
     let packages = missing_debian_packages();
+    let miri = miri::available();
 
-    if targets.is_empty() && components.is_empty() && packages.is_empty() {
+    if targets.is_empty() && components.is_empty() && packages.is_empty() && miri {
         println!(
             "setup: nothing to do ({} Rust targets, {} components and {} Debian packages present)",
             RUST_TARGETS.len(),
@@ -87,6 +89,10 @@ pub fn run() -> Result<(), String> {
                 probes_of(&still_missing).join(" ")
             ));
         }
+    }
+    if !miri {
+        println!("setup: missing a nightly toolchain with Miri (for the miri row)");
+        miri::install()?;
     }
     println!("setup: done");
     Ok(())
