@@ -1165,6 +1165,16 @@ fn ratio(rows: &[Timing], ours: &str, peer: &Timing) -> Option<(f64, Option<(f64
     Some((median(&per_run), Some(min_max(&per_run))))
 }
 
+/// A ratio to two decimals, or to three significant digits below 1 (`0.137`, `0.00180`),
+/// so that a ratio far below 1 does not print as `0.00`.
+fn fmt_ratio(r: f64) -> String {
+    if !(r > 0.0 && r < 1.0) {
+        return format!("{r:.2}");
+    }
+    let decimals = (-r.log10()).floor() as usize + 3;
+    format!("{r:.decimals$}")
+}
+
 const GIB_KIB: u64 = 1024 * 1024;
 
 fn goals(report: &Report, options: &Options) -> Vec<(String, String, Option<bool>)> {
@@ -1176,7 +1186,7 @@ fn goals(report: &Report, options: &Options) -> Vec<(String, String, Option<bool
                 let what = format!("{name} ≤ {goal:.1}× {}", short(&peer.label));
                 match ratio(rows, ours, peer) {
                     Some((r, _)) => {
-                        goals.push((what, format!("{r:.2}×"), Some(r <= goal)));
+                        goals.push((what, format!("{}×", fmt_ratio(r)), Some(r <= goal)));
                     }
                     None => goals.push((what, "not measured".into(), None)),
                 }
@@ -1276,9 +1286,10 @@ fn timing_table(out: &mut String, rows: &[Timing]) {
                 let goal_text = goal.map_or(String::new(), |g| format!(", goal ≤ {g:.1}×"));
                 match ratio(rows, ours, row) {
                     Some((r, Some((lo, hi)))) => {
-                        format!("{name}: **{r:.2}×** ({lo:.2}–{hi:.2}{goal_text})")
+                        let (r, lo, hi) = (fmt_ratio(r), fmt_ratio(lo), fmt_ratio(hi));
+                        format!("{name}: **{r}×** ({lo}–{hi}{goal_text})")
                     }
-                    Some((r, None)) => format!("{name}: **{r:.3}×**{goal_text}"),
+                    Some((r, None)) => format!("{name}: **{}×**{goal_text}", fmt_ratio(r)),
                     None => format!("{name}: –"),
                 }
             })
@@ -1425,6 +1436,14 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Options, String> {
         parse_options(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn small_ratios_keep_three_significant_digits() {
+        assert_eq!(fmt_ratio(2.4812), "2.48");
+        assert_eq!(fmt_ratio(0.137), "0.137");
+        assert_eq!(fmt_ratio(0.0018), "0.00180");
+        assert_eq!(fmt_ratio(0.0), "0.00");
     }
 
     #[test]
