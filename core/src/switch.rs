@@ -2,10 +2,11 @@
 //! and what every resumed greenlet does first.
 //!
 //! A switch in four steps:
-//! 1. [`transfer`] checks the owner thread and the target's state. The common case, a
-//!    suspended greenlet of this thread, goes straight to [`switch_to`]; everything else
-//!    (starting an unstarted target, forwarding from a dead one to its nearest live
-//!    ancestor, a switch to oneself, errors) is out of line in [`transfer_unusual`].
+//! 1. [`transfer`] checks the owner thread and the target's state. The common cases, a
+//!    suspended greenlet of this thread or an unstarted one (given a stack by [`start`]),
+//!    go straight to [`switch_to`]; everything else (forwarding from a dead greenlet to
+//!    its nearest live ancestor, a switch to oneself, errors) is out of line in
+//!    [`transfer_unusual`].
 //! 2. [`switch_to`] makes the target current and writes a [`Handoff`] (what is delivered,
 //!    and the handle of the greenlet left) on the switching greenlet's own stack, then
 //!    switches contexts, passing the handoff's address as the backend's `usize`.
@@ -66,7 +67,7 @@ impl Delivery {
 /// The switching greenlet's stack stays readable until then: a suspended greenlet's
 /// frames are not touched, and a finished one's stack is reclaimed only after the move.
 ///
-/// A plain value travels in `value`, as three words the compiler moves as scalars; an
+/// A plain value travels in `value`, two words the compiler moves as scalars; an
 /// error or a panic, rare, stays parked on the switching side's stack and `unusual` points
 /// at it. (Moving a whole [`Delivery`] enum on every switch made the compiler copy it as
 /// a block over fields it had just stored one by one: a store-forwarding stall each time.)
