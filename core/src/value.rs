@@ -34,6 +34,9 @@ struct VTable {
 /// A value of any `'static` type, passed through [`switch`](crate::Greenlet::switch) and
 /// returned by greenlets.
 ///
+/// Values of at most 64 bits (integers, `f64`, `Box`es, `Rc`s, handles, references) are
+/// stored in place, so switching with them allocates nothing; larger ones are boxed.
+///
 /// ```
 /// use greenlet::Value;
 /// let v = Value::new(42_u32);
