@@ -76,13 +76,20 @@ pub trait RowKind {
     /// The command that builds and runs the row's tests, run from the workspace root.
     fn command(&self) -> Command;
 
-    /// Counts the results in the command's output.
-    fn count(&self, output: &Captured) -> Counts;
+    /// Counts the results in the command's output: libtest's result lines by default.
+    fn count(&self, output: &Captured) -> Counts {
+        libtest::count(&output.stdout)
+    }
 
     /// Says why the command exited unsuccessfully though no test failed.
     fn explain_failure(&self, output: &Captured) -> String {
         format!("command failed ({})", output.status)
     }
+}
+
+/// Whether cargo's stderr says the tests did not compile.
+pub fn is_build_error(stderr: &str) -> bool {
+    stderr.contains("could not compile") || stderr.contains("error[E")
 }
 
 /// `cargo test` of [`TEST_PACKAGES`] for one target, read through libtest's output.
@@ -124,13 +131,9 @@ impl RowKind for CargoTest {
         cmd
     }
 
-    fn count(&self, output: &Captured) -> Counts {
-        libtest::count(&output.stdout)
-    }
-
     fn explain_failure(&self, output: &Captured) -> String {
         let stderr = &output.stderr;
-        if stderr.contains("could not compile") || stderr.contains("error[E") {
+        if is_build_error(stderr) {
             return "build error".to_string();
         }
         // A test binary that died without a result line, e.g. "(signal: 11, SIGSEGV: ...)".

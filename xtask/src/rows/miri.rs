@@ -10,9 +10,7 @@
 use std::process::Command;
 
 use super::{Row, RowKind};
-use crate::exec::{self, Captured};
-use crate::libtest;
-use crate::outcome::Counts;
+use crate::exec;
 
 /// The toolchain Miri comes from.
 const TOOLCHAIN: &str = "+nightly";
@@ -71,10 +69,6 @@ impl RowKind for MiriTest {
         // Set by the stable proxy that runs xtask; the toolchain argument must win.
         cmd.env_remove("RUSTUP_TOOLCHAIN");
         cmd
-    }
-
-    fn count(&self, output: &Captured) -> Counts {
-        libtest::count(&output.stdout)
     }
 }
 

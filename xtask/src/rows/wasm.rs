@@ -7,8 +7,6 @@ use std::process::Command;
 
 use super::{Row, RowKind};
 use crate::exec::{self, Captured};
-use crate::libtest;
-use crate::outcome::Counts;
 
 /// The packages the wasm rows test. (`greenlet-backends`' integration tests use libc and
 /// the corosensei backend, which do not exist on wasm32.)
@@ -54,10 +52,6 @@ impl RowKind for HostTest {
         cmd.args(["test", "--release", "--no-fail-fast", "-p", "greenlet-wasm"]);
         cmd.env_remove("GREENLET_WASM_FIBERS");
         cmd
-    }
-
-    fn count(&self, output: &Captured) -> Counts {
-        libtest::count(&output.stdout)
     }
 }
 
@@ -107,13 +101,9 @@ impl RowKind for WasmTest {
         cmd
     }
 
-    fn count(&self, output: &Captured) -> Counts {
-        libtest::count(&output.stdout)
-    }
-
     fn explain_failure(&self, output: &Captured) -> String {
         let stderr = &output.stderr;
-        if stderr.contains("could not compile") || stderr.contains("error[E") {
+        if super::is_build_error(stderr) {
             return "build error".to_string();
         }
         if let Some(line) = stderr.lines().find(|l| l.starts_with("greenlet-wasm: ")) {
