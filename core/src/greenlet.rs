@@ -407,8 +407,8 @@ impl Greenlet {
     /// The backend context. Only called on greenlets that have one (started or main).
     #[inline]
     pub(crate) fn context_ptr(&self) -> *mut DefaultContext {
-        // SAFETY: the context lives inside the greenlet's state allocation, which does not move; we
-        // only form a raw pointer, never a reference that could alias.
+        // SAFETY: the context lives inside the greenlet's state allocation, which does not
+        // move; we only form a raw pointer, never a reference that could alias.
         match unsafe { (*self.inner.context.get()).as_mut() } {
             Some(context) => context,
             // An internal invariant: switching only targets started or main greenlets.

@@ -244,9 +244,9 @@ fn switch_to(
     let mut parked = MaybeUninit::uninit();
     let handoff = ManuallyDrop::new(delivery.pack(origin, &mut parked));
     // SAFETY: `from` is the running greenlet's context and `to` a prepared context of this
-    // thread; both live in greenlet state allocations kept alive by the handoff's `origin` and by
-    // the thread state's count of the target. The handoff (and `parked`) are moved out by
-    // the resumed side before our stack can go away (see `Handoff`).
+    // thread; both live in greenlet state allocations, kept alive by the handoff's `origin`
+    // and by the thread state's count of the target. The handoff (and `parked`) are moved
+    // out by the resumed side before our stack can go away (see `Handoff`).
     let message = unsafe { DefaultContext::switch(from, to, handoff_address(&handoff)) };
     // SAFETY: whoever resumed us passed the address of their handoff.
     match unsafe { receive(ts, message) } {
