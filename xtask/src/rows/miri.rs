@@ -7,7 +7,7 @@
 //! toolchain; `cargo xtask setup` installs one with the `miri` and `rust-src` components
 //! when `cargo +nightly miri` does not work.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use super::{Row, RowKind};
 use crate::exec;
@@ -24,14 +24,16 @@ pub fn rows() -> Vec<Row> {
     }]
 }
 
-/// Whether `cargo +nightly miri` works.
+/// Whether `cargo +nightly miri` works. Quietly: when it does not, cargo's complaint would
+/// only repeat what setup says next.
 pub fn available() -> bool {
-    exec::output(
-        Command::new("cargo")
-            .args([TOOLCHAIN, "miri", "--version"])
-            .stderr(std::process::Stdio::null()),
-    )
-    .is_some()
+    Command::new("cargo")
+        .args([TOOLCHAIN, "miri", "--version"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// Installs a nightly toolchain with Miri: the newest nightly that has it.
