@@ -404,6 +404,16 @@ impl Greenlet {
         }
     }
 
+    /// This handle's count of the state, without the kill-on-drop check of `Drop`: the
+    /// count is handed on, not given up.
+    #[inline(always)]
+    pub(crate) fn into_shared(self) -> Shared {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so the `Shared` moves out of it
+        // exactly once.
+        unsafe { std::ptr::read(&this.inner) }
+    }
+
     /// The backend context. Only called on greenlets that have one (started or main).
     #[inline]
     pub(crate) fn context_ptr(&self) -> *mut DefaultContext {

@@ -234,13 +234,13 @@ fn switch_to(
     target: Cow<'_, Greenlet>,
     delivery: impl Outgoing,
 ) -> Result<Value, Error> {
-    let origin = ts.replace_current(&target);
-    origin.inner.state.set(State::Suspended);
     target.inner.state.set(State::Running);
-    let from = origin.context_ptr();
     let to = target.context_ptr();
-    // The thread state holds a count of the target now: this is never its last handle.
-    drop(target);
+    // The thread state takes the target's count (an owned handle's own, or a new one for a
+    // borrowed handle): nothing of it waits on this stack.
+    let origin = ts.replace_current(target);
+    origin.inner.state.set(State::Suspended);
+    let from = origin.context_ptr();
     let mut parked = MaybeUninit::uninit();
     let handoff = ManuallyDrop::new(delivery.pack(origin, &mut parked));
     // SAFETY: `from` is the running greenlet's context and `to` a prepared context of this
@@ -425,16 +425,14 @@ fn finish_target(
 fn leave(ts: &ThreadState, target: Greenlet, outcome: impl Outgoing) -> ! {
     let mut parked = MaybeUninit::uninit();
     let (from, to, handoff) = {
-        // Moved into this block, so that it is dropped before the exit below.
-        let target = target;
-        let origin = ts.replace_current(&target);
         target.inner.state.set(State::Running);
-        let from = origin.context_ptr();
         let to = target.context_ptr();
+        // The thread state takes `target`'s count. Nothing with a destructor stays on this
+        // stack: the handoff's contents go to the resumed side.
+        let origin = ts.replace_current(Cow::Owned(target));
+        let from = origin.context_ptr();
         let handoff = ManuallyDrop::new(outcome.pack(origin, &mut parked));
         (from, to, handoff)
-        // `target` is dropped here; the thread state holds a count of it. Nothing with a
-        // destructor stays on this stack: the handoff's contents go to the resumed side.
     };
     // SAFETY: `from` is our own context, `to` a prepared one of this thread, kept alive by
     // the handoff's `origin` and the thread state; the resumed side moves the handoff out

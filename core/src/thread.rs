@@ -6,6 +6,7 @@
 //! it needs no access to another thread's state. The set of live serials is consulted only
 //! on that error path, to tell "wrong thread" from "thread exited".
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::BTreeSet;
 use std::mem;
@@ -105,10 +106,15 @@ impl ThreadState {
     }
 
     /// Makes `target` the running greenlet and returns the handle of the one that was,
-    /// carrying the thread state's count of it.
+    /// carrying the thread state's count of it. An owned `target` gives its own count to
+    /// the thread state; a borrowed one is counted once more.
     #[inline(always)]
-    pub(crate) fn replace_current(&self, target: &Greenlet) -> Greenlet {
-        let old = self.current.replace(Shared::into_raw(target.inner.clone()));
+    pub(crate) fn replace_current(&self, target: Cow<'_, Greenlet>) -> Greenlet {
+        let counted = match target {
+            Cow::Borrowed(target) => target.inner.clone(),
+            Cow::Owned(target) => target.into_shared(),
+        };
+        let old = self.current.replace(Shared::into_raw(counted));
         // SAFETY: `old` came from `Shared::into_raw` and its count was ours; it moves to the
         // returned handle.
         Greenlet {
