@@ -414,15 +414,19 @@ impl Greenlet {
         unsafe { std::ptr::read(&this.inner) }
     }
 
-    /// The backend context. Only called on greenlets that have one (started or main).
+    /// The backend context. Only called on greenlets that have one: started and not dead,
+    /// or main.
     #[inline]
     pub(crate) fn context_ptr(&self) -> *mut DefaultContext {
         // SAFETY: the context lives inside the greenlet's state allocation, which does not
-        // move; we only form a raw pointer, never a reference that could alias.
-        match unsafe { (*self.inner.context.get()).as_mut() } {
-            Some(context) => context,
-            // An internal invariant: switching only targets started or main greenlets.
-            None => switch::fatal("greenlet: switching to a greenlet without a context"),
+        // move; we only form a raw pointer, never a reference that could alias. The slot
+        // holds a context from `switch::prepare` (or the thread state's creation, for a
+        // main greenlet) until the greenlet's death: every caller switches from the running
+        // greenlet or to a suspended or prepared one, whose slot is full.
+        unsafe {
+            let slot = &mut *self.inner.context.get();
+            debug_assert!(slot.is_some(), "greenlet: a greenlet without a context");
+            slot.as_mut().unwrap_unchecked()
         }
     }
 }

@@ -72,13 +72,21 @@ impl Delivery {
 /// at it. (Moving a whole [`Delivery`] enum on every switch made the compiler copy it as
 /// a block over fields it had just stored one by one: a store-forwarding stall each time.)
 pub(crate) struct Handoff {
-    /// The value delivered, when `unusual` is null.
+    /// The value delivered, when `unusual` has no [`Delivery`] address.
     value: MaybeUninit<Value>,
-    /// Any other delivery, parked by the switching side; null for a value.
-    unusual: *const Delivery,
+    /// Zero for the usual switch, so that the resumed side tests one word: otherwise the
+    /// address of a [`Delivery`] parked by the switching side (if any), with
+    /// [`ORIGIN_DIED`] set if the switching greenlet has finished.
+    unusual: usize,
     /// The greenlet switched away from, carrying the thread state's count of it.
     origin: Greenlet,
 }
+
+/// The bit of [`Handoff::unusual`] that says the origin has finished and its stack must be
+/// reclaimed. A parked [`Delivery`] is at least 8-byte aligned, so its address leaves the
+/// bit clear.
+const ORIGIN_DIED: usize = 1;
+const _: () = assert!(align_of::<Delivery>() > ORIGIN_DIED);
 
 /// Something a switch can deliver: a plain [`Value`] (the common case, which never builds
 /// a [`Delivery`]), or any [`Delivery`].
@@ -95,7 +103,7 @@ impl Outgoing for Value {
     fn pack(self, origin: Greenlet, _parked: &mut MaybeUninit<Delivery>) -> Handoff {
         Handoff {
             value: MaybeUninit::new(self),
-            unusual: ptr::null(),
+            unusual: 0,
             origin,
         }
     }
@@ -112,7 +120,7 @@ impl Outgoing for Delivery {
             Delivery::Value(value) => value.pack(origin, parked),
             other => Handoff {
                 value: MaybeUninit::uninit(),
-                unusual: parked.write(other),
+                unusual: ptr::from_mut(parked.write(other)).expose_provenance(),
                 origin,
             },
         }
@@ -249,10 +257,7 @@ fn switch_to(
     // out by the resumed side before our stack can go away (see `Handoff`).
     let message = unsafe { DefaultContext::switch(from, to, handoff_address(&handoff)) };
     // SAFETY: whoever resumed us passed the address of their handoff.
-    match unsafe { receive(ts, message) } {
-        Ok(value) => Ok(value),
-        Err(unusual) => unusual.into_result(),
-    }
+    unsafe { receive_result(ts, message) }
 }
 
 /// The `usize` a switch carries: the address of the switching side's handoff.
@@ -265,26 +270,107 @@ fn handoff_address(handoff: &ManuallyDrop<Handoff>) -> usize {
 /// `message` out, and returns what it delivers: `Ok` for a plain value, `Err` for any
 /// other delivery (an error, or a panic to resume).
 ///
+/// The usual switch (a plain value from a greenlet that lives on, no trace hook) tests
+/// one word of the handoff and one of the thread state; the rest is out of line.
+///
 /// # Safety
 ///
 /// `message` is the value a switch into this greenlet passed: the address of a handoff
 /// that nobody has moved out yet.
 #[inline(always)]
 unsafe fn receive(ts: &ThreadState, message: usize) -> Result<Value, Delivery> {
-    // Move the handoff into locals before any other code can run and switch again.
     let handoff = ptr::with_exposed_provenance::<Handoff>(message);
-    // SAFETY: the caller's contract; the switching side never touches it again, and
-    // `value` is initialised exactly when `unusual` is null (see `Handoff::pack`).
-    let (mut received, origin) = unsafe {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match receive_usual(ts, handoff) {
+            Some(value) => Ok(value),
+            None => receive_unusual(ts, handoff),
+        }
+    }
+}
+
+/// [`receive`] for a pending switch, which returns an error as `Err` and resumes a panic.
+///
+/// # Safety
+///
+/// As for [`receive`].
+#[inline(always)]
+unsafe fn receive_result(ts: &ThreadState, message: usize) -> Result<Value, Error> {
+    let handoff = ptr::with_exposed_provenance::<Handoff>(message);
+    // SAFETY: the caller's contract.
+    unsafe {
+        match receive_usual(ts, handoff) {
+            Some(value) => Ok(value),
+            None => receive_unusual_result(ts, handoff),
+        }
+    }
+}
+
+/// Receives the usual handoff (a plain value from a greenlet that lives on, no trace hook)
+/// and returns its value; `None`, with the handoff left unread, for any other.
+///
+/// # Safety
+///
+/// `handoff` is the unread handoff of the switch that resumed us.
+#[inline(always)]
+unsafe fn receive_usual(ts: &ThreadState, handoff: *const Handoff) -> Option<Value> {
+    // SAFETY: the caller's contract; `value` is initialised when `unusual` is zero (see
+    // `Outgoing::pack`). Reading the hook's cell runs no code, so the handoff is still
+    // unread when the fields are moved out; the switching side never touches it again.
+    unsafe {
+        if (*handoff).unusual != 0 || trace::has_tracer(ts) {
+            return None;
+        }
+        let value = (&raw const (*handoff).value).read().assume_init();
+        // Dropping the origin's handle may kill it (it may have been the last one).
+        drop((&raw const (*handoff).origin).read());
+        Some(value)
+    }
+}
+
+/// The out-of-line part of [`receive_result`].
+///
+/// # Safety
+///
+/// As for [`receive_unusual`].
+#[cold]
+#[inline(never)]
+unsafe fn receive_unusual_result(
+    ts: &ThreadState,
+    handoff: *const Handoff,
+) -> Result<Value, Error> {
+    // SAFETY: the caller's contract.
+    match unsafe { receive_unusual(ts, handoff) } {
+        Ok(value) => Ok(value),
+        Err(unusual) => unusual.into_result(),
+    }
+}
+
+/// Receives any handoff but the usual one: an error or a panic, a finished origin whose
+/// stack is reclaimed here, or a switch the trace hook must see.
+///
+/// # Safety
+///
+/// `handoff` is the unread handoff of the switch that resumed us.
+#[cold]
+#[inline(never)]
+unsafe fn receive_unusual(ts: &ThreadState, handoff: *const Handoff) -> Result<Value, Delivery> {
+    // Move the handoff into locals before any other code can run and switch again.
+    // SAFETY: the caller's contract; `value` is initialised exactly when `unusual` holds
+    // no delivery address (see `Outgoing::pack`), and a delivery address points at a
+    // parked `Delivery` the switching side never reads again.
+    let (mut received, origin, origin_died) = unsafe {
         let unusual = (*handoff).unusual;
-        let received = if unusual.is_null() {
+        let parked = unusual & !ORIGIN_DIED;
+        let received = if parked == 0 {
             Ok((&raw const (*handoff).value).read().assume_init())
         } else {
-            Err(unusual.read())
+            Err(ptr::with_exposed_provenance::<Delivery>(parked).read())
         };
-        (received, (&raw const (*handoff).origin).read())
+        let origin = (&raw const (*handoff).origin).read();
+        (received, origin, unusual & ORIGIN_DIED != 0)
     };
-    if origin.state() == State::Dead {
+    if origin_died {
         reclaim_stack(ts, &origin);
     }
     if trace::has_tracer(ts) {
@@ -295,9 +381,7 @@ unsafe fn receive(ts: &ThreadState, message: usize) -> Result<Value, Delivery> {
     received
 }
 
-/// The trace hook's part of [`receive`], out of the way of untraced switches.
-#[cold]
-#[inline(never)]
+/// The trace hook's part of [`receive_unusual`].
 fn trace_after_switch(
     ts: &ThreadState,
     origin: &Greenlet,
@@ -431,8 +515,9 @@ fn leave(ts: &ThreadState, target: Greenlet, outcome: impl Outgoing) -> ! {
         // stack: the handoff's contents go to the resumed side.
         let origin = ts.replace_current(Cow::Owned(target));
         let from = origin.context_ptr();
-        let handoff = ManuallyDrop::new(outcome.pack(origin, &mut parked));
-        (from, to, handoff)
+        let mut handoff = outcome.pack(origin, &mut parked);
+        handoff.unusual |= ORIGIN_DIED;
+        (from, to, ManuallyDrop::new(handoff))
     };
     // SAFETY: `from` is our own context, `to` a prepared one of this thread, kept alive by
     // the handoff's `origin` and the thread state; the resumed side moves the handoff out
