@@ -8,7 +8,7 @@ use crate::entry::EntryClosure;
 use crate::error::Error;
 use crate::greenlet::{Greenlet, Inner, State};
 use crate::shared::Shared;
-use crate::thread;
+use crate::thread::{self, ThreadState};
 use crate::value::Value;
 
 /// Configures a new greenlet before it is created.
@@ -121,17 +121,34 @@ impl Builder {
             }
             None => ts.current(),
         };
-        let inner = Shared::new(Some(&ts.blocks), || Inner {
-            state: Cell::new(State::Unstarted),
-            is_main: false,
-            parent: RefCell::new(Some(parent)),
-            context: UnsafeCell::new(None),
-            owner: ts.serial,
-            stack_size: self.stack_size.unwrap_or(DEFAULT_STACK_SIZE),
-            name: self.name,
-            locals: RefCell::new(Vec::new()),
-            run: EntryClosure::new(run),
-        });
-        Ok(Greenlet { inner })
+        let stack_size = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
+        Ok(create(ts, parent, stack_size, self.name, run))
     }
+}
+
+/// A new unstarted greenlet of this thread, whose `parent` belongs to this thread too.
+#[inline(always)]
+pub(crate) fn create<F, R>(
+    ts: &ThreadState,
+    parent: Greenlet,
+    stack_size: usize,
+    name: Option<Box<str>>,
+    run: F,
+) -> Greenlet
+where
+    F: FnOnce(Value) -> Result<R, Error> + 'static,
+    R: 'static,
+{
+    let inner = Shared::new(Some(&ts.blocks), || Inner {
+        state: Cell::new(State::Unstarted),
+        is_main: false,
+        parent: Cell::new(Some(parent)),
+        context: UnsafeCell::new(None),
+        owner: ts.serial,
+        stack_size,
+        name,
+        locals: RefCell::new(Vec::new()),
+        run: EntryClosure::new(run),
+    });
+    Greenlet { inner }
 }

@@ -5,9 +5,10 @@ use std::cell::{Cell, RefCell, UnsafeCell};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
+use greenlet_backends::stack::DEFAULT_STACK_SIZE;
 use greenlet_backends::{Context, DefaultContext};
 
-use crate::builder::Builder;
+use crate::builder::{self, Builder};
 use crate::entry::EntryClosure;
 use crate::error::Error;
 use crate::shared::Shared;
@@ -43,8 +44,9 @@ pub(crate) struct Inner {
     pub(crate) state: Cell<State>,
     /// A main greenlet: the one of its thread's own stack (it never has a parent).
     pub(crate) is_main: bool,
-    /// `None` only for a main greenlet.
-    pub(crate) parent: RefCell<Option<Greenlet>>,
+    /// `None` only for a main greenlet. A `Cell`: read through [`Inner::parent`], which
+    /// clones the handle without any borrow flag to check.
+    pub(crate) parent: Cell<Option<Greenlet>>,
     /// The backend context: the thread's for a main greenlet, `None` before the first start
     /// and after death.
     pub(crate) context: UnsafeCell<Option<DefaultContext>>,
@@ -65,6 +67,19 @@ impl Drop for Inner {
             // SAFETY: nothing runs on a greenlet that has no handle left.
             drop(unsafe { context.into_stack() });
         }
+    }
+}
+
+impl Inner {
+    /// A new handle to the parent (`None` for a main greenlet).
+    #[inline]
+    pub(crate) fn parent(&self) -> Option<Greenlet> {
+        // Moved out and back: cloning a handle runs none of the user's code, so nothing
+        // can see the cell empty in between.
+        let parent = self.parent.take();
+        let handle = parent.clone();
+        self.parent.set(parent);
+        handle
     }
 }
 
@@ -117,7 +132,9 @@ impl Greenlet {
         F: FnOnce(Value) -> Result<R, Error> + 'static,
         R: 'static,
     {
-        Builder::new().build(run)
+        // What `Builder::new().build(run)` does, without the builder's options.
+        let ts = thread::state().expect("greenlet state of this thread was already torn down");
+        builder::create(ts, ts.current(), DEFAULT_STACK_SIZE, None, run)
     }
 
     /// A builder to choose the parent, stack size and name of a new greenlet.
@@ -223,7 +240,7 @@ impl Greenlet {
     pub fn switch_to_parent<T: 'static>(value: T) -> Result<Value, Error> {
         let target = {
             let ts = thread::state()?;
-            let parent = ts.current_inner().parent.borrow().clone();
+            let parent = ts.current_inner().parent();
             parent.unwrap_or_else(|| ts.current())
         };
         switch::transfer_owned(target, Value::new(value))
@@ -274,7 +291,7 @@ impl Greenlet {
     /// assert_eq!(g.parent(), Some(Greenlet::main()));
     /// ```
     pub fn parent(&self) -> Option<Greenlet> {
-        self.inner.parent.borrow().clone()
+        self.inner.parent()
     }
 
     /// Changes the parent. Allowed in every state; refused for a main greenlet, for a
@@ -303,7 +320,7 @@ impl Greenlet {
             ancestor = a.parent();
         }
         let old = self.inner.parent.replace(Some(parent.clone()));
-        // Dropped after the borrow ends: dropping the old parent may run its destructors.
+        // Dropped once the new parent is in place: dropping the old one may run code.
         drop(old);
         Ok(())
     }

@@ -224,7 +224,8 @@ fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), Error> {
         return Ok(());
     }
     let stack = ts.pool.borrow_mut().take(greenlet.inner.stack_size)?;
-    let context = DefaultContext::new(stack, greenlet_entry, std::ptr::null_mut());
+    let ts_ptr = ptr::from_ref(ts).cast_mut().cast::<()>();
+    let context = DefaultContext::new(stack, greenlet_entry, ts_ptr);
     // SAFETY: as above.
     unsafe { *slot = Some(context) };
     Ok(())
@@ -339,6 +340,19 @@ unsafe fn receive_unusual_result(
     ts: &ThreadState,
     handoff: *const Handoff,
 ) -> Result<Value, Error> {
+    // SAFETY: the caller's contract; as in `receive_usual`, with the origin's stack
+    // reclaimed only once the handoff has been moved out.
+    unsafe {
+        // A plain value from a greenlet that has just finished: as the usual case, plus
+        // reclaiming its stack.
+        if (*handoff).unusual == ORIGIN_DIED && !trace::has_tracer(ts) {
+            let value = (&raw const (*handoff).value).read().assume_init();
+            let origin = (&raw const (*handoff).origin).read();
+            reclaim_stack(ts, &origin);
+            drop(origin);
+            return Ok(value);
+        }
+    }
     // SAFETY: the caller's contract.
     match unsafe { receive_unusual(ts, handoff) } {
         Ok(value) => Ok(value),
@@ -409,11 +423,12 @@ fn reclaim_stack(ts: &ThreadState, dead: &Greenlet) {
     }
 }
 
-/// The first function on every greenlet's stack; `message` is the first switch's handoff.
-unsafe extern "C" fn greenlet_entry(message: usize, _data: *mut ()) -> ! {
-    let Ok(ts) = thread::state() else {
-        fatal("greenlet: started without thread state")
-    };
+/// The first function on every greenlet's stack; `message` is the first switch's handoff
+/// and `data` the thread state of the thread that prepared the greenlet (see [`prepare`]).
+unsafe extern "C" fn greenlet_entry(message: usize, data: *mut ()) -> ! {
+    // SAFETY: `prepare` passed this thread's state, which outlives every greenlet that runs
+    // in the thread; a greenlet only ever runs in the thread that prepared it.
+    let ts = unsafe { &*data.cast_const().cast::<ThreadState>() };
     // SAFETY: the switch that started us passed its handoff's address.
     unsafe { run_current(ts, message) }
 }
@@ -438,17 +453,16 @@ unsafe fn run_current(ts: &ThreadState, message: usize) -> ! {
         // count of it; while we are suspended, someone holds a handle, or a killer holds
         // one while it resumes us, or the kill failed and the state was leaked on purpose.
         let run = unsafe { &(*me).run };
-        let outcome = match first {
-            Ok(value) => run.call(value).unwrap_or(Ok(Value::unit())),
+        match first {
+            Ok(value) => run.call(value, &mut |returned| finish(ts, returned)),
             // Started by a throw: die of it without running.
             Err(other) => {
                 run.discard();
-                other.into_result()
+                match other.into_result() {
+                    Ok(value) => finish(ts, value),
+                    Err(error) => error,
+                }
             }
-        };
-        match outcome {
-            Ok(value) => finish(ts, value),
-            Err(error) => error,
         }
     }));
     match failure {
@@ -462,7 +476,17 @@ unsafe fn run_current(ts: &ThreadState, message: usize) -> ! {
 fn finish(ts: &ThreadState, outcome: impl Outgoing) -> ! {
     let me = ts.current_inner();
     me.state.set(State::Dead);
-    let parent = me.parent.borrow().clone();
+    match me.parent() {
+        // The usual case: back to the parent, suspended in a switch.
+        Some(parent) if parent.state() == State::Suspended => leave(ts, parent, outcome),
+        parent => finish_further(ts, parent, outcome),
+    }
+}
+
+/// [`finish`] when the parent is not suspended: dead, or unstarted.
+#[cold]
+#[inline(never)]
+fn finish_further(ts: &ThreadState, parent: Option<Greenlet>, outcome: impl Outgoing) -> ! {
     match finish_target(ts, parent) {
         Ok(target) => leave(ts, target, outcome),
         Err((target, error)) => {

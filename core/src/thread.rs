@@ -62,7 +62,7 @@ impl ThreadState {
         let inner = Shared::new(None, || Inner {
             state: Cell::new(State::Running),
             is_main: true,
-            parent: RefCell::new(None),
+            parent: Cell::new(None),
             context: UnsafeCell::new(Some(DefaultContext::thread())),
             owner: serial,
             stack_size: 0,
