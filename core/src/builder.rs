@@ -147,7 +147,7 @@ where
         owner: ts.serial,
         stack_size,
         name,
-        locals: RefCell::new(Vec::new()),
+        locals: RefCell::new(None),
         run: EntryClosure::new(run),
     });
     Greenlet { inner }

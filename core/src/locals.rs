@@ -21,6 +21,7 @@ impl Greenlet {
         let boxed: Box<dyn Any> = Box::new(value);
         let old = {
             let mut locals = self.inner.locals.borrow_mut();
+            let locals = locals.get_or_insert_with(Vec::new);
             match locals.iter_mut().find(|(id, _)| *id == TypeId::of::<T>()) {
                 Some((_, slot)) => Some(std::mem::replace(slot, boxed)),
                 None => {
@@ -47,6 +48,7 @@ impl Greenlet {
         let locals = self.inner.locals.borrow();
         locals
             .iter()
+            .flatten()
             .find(|(id, _)| *id == TypeId::of::<T>())
             .and_then(|(_, value)| value.downcast_ref::<T>().cloned())
     }
@@ -62,6 +64,7 @@ impl Greenlet {
     pub fn take_local<T: 'static>(&self) -> Option<T> {
         let taken = {
             let mut locals = self.inner.locals.borrow_mut();
+            let locals = locals.as_mut()?;
             let index = locals.iter().position(|(id, _)| *id == TypeId::of::<T>())?;
             locals.swap_remove(index).1
         };
@@ -76,6 +79,9 @@ impl Greenlet {
     /// ```
     pub fn has_local<T: 'static>(&self) -> bool {
         let locals = self.inner.locals.borrow();
-        locals.iter().any(|(id, _)| *id == TypeId::of::<T>())
+        locals
+            .iter()
+            .flatten()
+            .any(|(id, _)| *id == TypeId::of::<T>())
     }
 }

@@ -67,7 +67,7 @@ impl ThreadState {
             owner: serial,
             stack_size: 0,
             name: None,
-            locals: RefCell::new(Vec::new()),
+            locals: RefCell::new(None),
             run: EntryClosure::none(),
         });
         let current = Shared::into_raw(inner.clone());
