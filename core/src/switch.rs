@@ -22,6 +22,7 @@ use std::mem::{ManuallyDrop, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
+use greenlet_backends::stack::StackError;
 use greenlet_backends::{Context, DefaultContext};
 
 use crate::error::Error;
@@ -216,7 +217,10 @@ fn transfer_unusual(
 }
 
 /// Makes sure `greenlet` has a context to switch to, taking a stack if it is unstarted.
-fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), Error> {
+///
+/// Fails with the stack pool's error alone, which is small enough to come back in
+/// registers; `?` makes it an [`Error::NoStack`].
+fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
     let slot = greenlet.inner.context.get();
     // SAFETY: no reference into the slot is alive: contexts are only reached through raw
     // pointers (`context_ptr`), and not while we run here.
@@ -226,8 +230,9 @@ fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), Error> {
     let stack = ts.pool.borrow_mut().take(greenlet.inner.stack_size)?;
     let ts_ptr = ptr::from_ref(ts).cast_mut().cast::<()>();
     let context = DefaultContext::new(stack, greenlet_entry, ts_ptr);
-    // SAFETY: as above.
-    unsafe { *slot = Some(context) };
+    // SAFETY: as above; the slot is empty (checked above), so writing over it without
+    // dropping its old contents loses nothing.
+    unsafe { slot.write(Some(context)) };
     Ok(())
 }
 
@@ -514,7 +519,7 @@ fn finish_target(
             State::Unstarted => match prepare(ts, &candidate) {
                 Ok(()) => break candidate,
                 Err(error) => {
-                    failure = Some(error);
+                    failure = Some(Error::from(error));
                     target = candidate.parent();
                 }
             },
