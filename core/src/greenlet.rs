@@ -73,6 +73,22 @@ impl Drop for Inner {
 }
 
 impl Inner {
+    /// The backend context. Only called on greenlets that have one: started and not dead,
+    /// or main.
+    #[inline]
+    pub(crate) fn context_ptr(&self) -> *mut DefaultContext {
+        // SAFETY: the context lives inside the greenlet's state allocation, which does not
+        // move; we only form a raw pointer, never a reference that could alias. The slot
+        // holds a context from `switch::prepare` (or the thread state's creation, for a
+        // main greenlet) until the greenlet's death: every caller switches from the running
+        // greenlet or to a suspended or prepared one, whose slot is full.
+        unsafe {
+            let slot = &mut *self.context.get();
+            debug_assert!(slot.is_some(), "greenlet: a greenlet without a context");
+            slot.as_mut().unwrap_unchecked()
+        }
+    }
+
     /// A new handle to the parent (`None` for a main greenlet).
     #[inline]
     pub(crate) fn parent(&self) -> Option<Greenlet> {
@@ -424,30 +440,11 @@ impl Greenlet {
         }
     }
 
-    /// This handle's count of the state, without the kill-on-drop check of `Drop`: the
-    /// count is handed on, not given up.
-    #[inline(always)]
-    pub(crate) fn into_shared(self) -> Shared {
-        let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again, so the `Shared` moves out of it
-        // exactly once.
-        unsafe { std::ptr::read(&this.inner) }
-    }
-
-    /// The backend context. Only called on greenlets that have one: started and not dead,
-    /// or main.
+    /// The backend context. Only called on greenlets that have one (see
+    /// [`Inner::context_ptr`]).
     #[inline]
     pub(crate) fn context_ptr(&self) -> *mut DefaultContext {
-        // SAFETY: the context lives inside the greenlet's state allocation, which does not
-        // move; we only form a raw pointer, never a reference that could alias. The slot
-        // holds a context from `switch::prepare` (or the thread state's creation, for a
-        // main greenlet) until the greenlet's death: every caller switches from the running
-        // greenlet or to a suspended or prepared one, whose slot is full.
-        unsafe {
-            let slot = &mut *self.inner.context.get();
-            debug_assert!(slot.is_some(), "greenlet: a greenlet without a context");
-            slot.as_mut().unwrap_unchecked()
-        }
+        self.inner.context_ptr()
     }
 }
 

@@ -1,9 +1,14 @@
 //! [`Shared`]: the counted pointer from greenlet handles to a greenlet's state.
 //!
-//! Like `Rc<Inner>` (non-atomic count, freed with its last handle), with one difference
-//! that matters to `Greenlet::new`: freed allocations go to a small per-thread cache, kept
-//! in the thread state, and the next greenlet created in that thread reuses one instead of
-//! calling the allocator twice per greenlet.
+//! Like `Rc<Inner>` (non-atomic count, freed with its last handle), with two differences:
+//!
+//! - freed allocations go to a small per-thread cache, kept in the thread state, and the
+//!   next greenlet created in that thread reuses one instead of calling the allocator;
+//! - the state of the thread's *running* greenlet is never freed: the thread state points
+//!   at it without counting it (counting it cost a count up and down on every switch),
+//!   and when the last handle of the running greenlet goes, its state stays until the
+//!   switch away from it, whose receiving side finds the count at zero and kills or frees
+//!   it (see `crate::switch`).
 
 use std::alloc::{self, Layout};
 use std::cell::Cell;
@@ -131,40 +136,43 @@ impl Shared {
         &raw const this.counted().inner
     }
 
-    /// Gives up this handle without giving up its count: [`Shared::from_raw`] takes it back.
-    #[inline]
-    pub(crate) fn into_raw(this: Self) -> *const Inner {
-        let inner = Shared::as_ptr(&this);
-        std::mem::forget(this);
-        inner
-    }
-
-    /// The handle given up by [`Shared::into_raw`].
+    /// A new handle to the state at `inner`, adding a count.
     ///
     /// # Safety
     ///
-    /// `inner` came from `into_raw`, and its count is taken back once.
+    /// `inner` is the address of a state that has not been freed.
     #[inline]
-    pub(crate) unsafe fn from_raw(inner: *const Inner) -> Self {
+    pub(crate) unsafe fn new_handle(inner: *const Inner) -> Self {
+        // SAFETY: the caller's contract. The borrowed handle is not dropped; the count
+        // added by `clone` is the returned handle's.
+        let borrowed = ManuallyDrop::new(unsafe { Shared::from_address(inner) });
+        Shared::clone(&borrowed)
+    }
+
+    /// How many handles the state at `inner` has.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Shared::new_handle`].
+    #[inline]
+    pub(crate) unsafe fn count_at(inner: *const Inner) -> usize {
+        // SAFETY: the caller's contract; the handle is not dropped, so no count changes.
+        Shared::count(&ManuallyDrop::new(unsafe { Shared::from_address(inner) }))
+    }
+
+    /// A handle to the state at `inner` that does not add a count: it must not be dropped.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Shared::new_handle`].
+    #[inline]
+    unsafe fn from_address(inner: *const Inner) -> Self {
         // SAFETY: `inner` points into a `Counted`, at this offset (the caller's contract).
         let counted = unsafe { inner.byte_sub(offset_of!(Counted, inner)) }.cast::<Counted>();
         Shared {
             // SAFETY: derived from a non-null pointer into an allocation.
             ptr: unsafe { NonNull::new_unchecked(counted.cast_mut()) },
         }
-    }
-
-    /// Adds a count to the state at `inner`.
-    ///
-    /// # Safety
-    ///
-    /// `inner` came from `into_raw` and its count has not been taken back yet.
-    #[inline]
-    pub(crate) unsafe fn increment_count(inner: *const Inner) {
-        // SAFETY: the caller's contract. The borrowed handle keeps its count (it is not
-        // dropped); the count added by `clone` belongs to nobody yet (it is forgotten).
-        let borrowed = ManuallyDrop::new(unsafe { Shared::from_raw(inner) });
-        std::mem::forget(Shared::clone(&borrowed));
     }
 }
 
@@ -201,22 +209,33 @@ impl Drop for Shared {
         let left = count.get() - 1;
         count.set(left);
         if left == 0 {
-            // SAFETY: this was the last count: nobody else can reach the state.
+            // SAFETY: this was the last count: no handle can reach the state any more.
             unsafe { free(self.ptr) }
         }
     }
 }
 
-/// Drops the state of an allocation whose last count is gone, then caches or frees it.
+/// Drops the state of an allocation whose last count is gone, then caches or frees it;
+/// unless it is the state of the running greenlet, which the thread state still points at:
+/// that one is left for the switch away from it (see the module docs).
 ///
 /// # Safety
 ///
-/// Nothing refers to the allocation any more.
+/// No handle refers to the allocation any more.
 #[inline(never)]
 unsafe fn free(ptr: NonNull<Counted>) {
-    // SAFETY: the caller's contract; the state is dropped exactly once, here.
-    unsafe { ptr::drop_in_place(&raw mut (*ptr.as_ptr()).inner) };
-    match thread::state() {
+    // SAFETY: the allocation is alive (the caller's contract); only its address is taken.
+    let inner = unsafe { &raw const (*ptr.as_ptr()).inner };
+    let ts = thread::state();
+    if let Ok(ts) = ts
+        && ptr::eq(ts.current_address(), inner)
+    {
+        return;
+    }
+    // SAFETY: the caller's contract, and the thread state does not point at it either;
+    // the state is dropped exactly once, here.
+    unsafe { ptr::drop_in_place(inner.cast_mut()) };
+    match ts {
         Ok(ts) => ts.blocks.give(ptr),
         // The thread state is gone (thread teardown): no cache to keep it in.
         // SAFETY: ours to free, allocated with this layout.
@@ -268,26 +287,25 @@ mod tests {
 
     #[test]
     #[cfg_attr(miri, ignore = "switches stacks in assembly")]
-    fn clones_and_raw_round_trips_keep_the_count() {
+    fn clones_and_new_handles_keep_the_count() {
         let g = Greenlet::new(|_| Ok(()));
         assert_eq!(Shared::count(&g.inner), 1);
         let h = g.clone();
         assert_eq!(Shared::count(&g.inner), 2);
-        let raw = Shared::into_raw(h.inner.clone());
-        assert_eq!(Shared::count(&g.inner), 3);
-        // SAFETY: `raw` came from `into_raw` and its count is still given up.
-        unsafe { Shared::increment_count(raw) };
-        assert_eq!(Shared::count(&g.inner), 4);
-        // SAFETY: the two counts given up above are taken back once each.
-        drop(unsafe { Shared::from_raw(raw) });
-        drop(unsafe { Shared::from_raw(raw) });
+        let address = Shared::as_ptr(&g.inner);
+        // SAFETY: `g` keeps the state alive.
+        let made = unsafe { Shared::new_handle(address) };
+        // SAFETY: as above.
+        assert_eq!(unsafe { Shared::count_at(address) }, 3);
+        assert!(Shared::ptr_eq(&made, &g.inner));
+        drop(made);
         drop(h);
         assert_eq!(Shared::count(&g.inner), 1);
     }
 
     #[test]
     #[cfg_attr(miri, ignore = "switches stacks in assembly")]
-    fn the_current_greenlet_is_counted_by_the_thread() {
+    fn a_handle_to_the_current_greenlet_adds_one_count() {
         let main = Greenlet::main();
         let before = Shared::count(&main.inner);
         let current = Greenlet::current();

@@ -27,6 +27,7 @@ use greenlet_backends::{Context, DefaultContext};
 
 use crate::error::Error;
 use crate::greenlet::{Greenlet, Inner, State};
+use crate::shared::Shared;
 use crate::thread::{self, ThreadState};
 use crate::trace;
 use crate::value::Value;
@@ -79,8 +80,9 @@ pub(crate) struct Handoff {
     /// address of a [`Delivery`] parked by the switching side (if any), with
     /// [`ORIGIN_DIED`] set if the switching greenlet has finished.
     unusual: usize,
-    /// The greenlet switched away from, carrying the thread state's count of it.
-    origin: Greenlet,
+    /// The state of the greenlet switched away from. Not counted: if it has no handle left,
+    /// the receiving side kills it (suspended) or frees it (finished); see [`release`].
+    origin: *const Inner,
 }
 
 /// The bit of [`Handoff::unusual`] that says the origin has finished and its stack must be
@@ -94,14 +96,14 @@ const _: () = assert!(align_of::<Delivery>() > ORIGIN_DIED);
 pub(crate) trait Outgoing: Sized {
     /// Packs `self` into a handoff; anything but a value is moved into `parked`, which must
     /// stay where it is until the handoff has been received.
-    fn pack(self, origin: Greenlet, parked: &mut MaybeUninit<Delivery>) -> Handoff;
+    fn pack(self, origin: *const Inner, parked: &mut MaybeUninit<Delivery>) -> Handoff;
     /// As a [`Delivery`], for the out-of-line paths.
     fn into_delivery(self) -> Delivery;
 }
 
 impl Outgoing for Value {
     #[inline(always)]
-    fn pack(self, origin: Greenlet, _parked: &mut MaybeUninit<Delivery>) -> Handoff {
+    fn pack(self, origin: *const Inner, _parked: &mut MaybeUninit<Delivery>) -> Handoff {
         Handoff {
             value: MaybeUninit::new(self),
             unusual: 0,
@@ -116,7 +118,7 @@ impl Outgoing for Value {
 
 impl Outgoing for Delivery {
     #[inline(always)]
-    fn pack(self, origin: Greenlet, parked: &mut MaybeUninit<Delivery>) -> Handoff {
+    fn pack(self, origin: *const Inner, parked: &mut MaybeUninit<Delivery>) -> Handoff {
         match self {
             Delivery::Value(value) => value.pack(origin, parked),
             other => Handoff {
@@ -250,17 +252,23 @@ fn switch_to(
 ) -> Result<Value, Error> {
     target.inner.state.set(State::Running);
     let to = target.context_ptr();
-    // The thread state takes the target's count (an owned handle's own, or a new one for a
-    // borrowed handle): nothing of it waits on this stack.
-    let origin = ts.replace_current(target);
-    origin.inner.state.set(State::Suspended);
-    let from = origin.context_ptr();
+    let origin = ts.replace_current(Shared::as_ptr(&target.inner));
+    // An owned target goes now: if it was the last handle, the target runs without any,
+    // and is killed or freed when it is next left.
+    drop(target);
+    // SAFETY: the origin was running until now, so its state is alive (see `Shared`), and
+    // it stays so while suspended: nothing runs that could free it before the receiving
+    // side deals with it.
+    let origin_inner = unsafe { &*origin };
+    origin_inner.state.set(State::Suspended);
+    let from = origin_inner.context_ptr();
     let mut parked = MaybeUninit::uninit();
     let handoff = ManuallyDrop::new(delivery.pack(origin, &mut parked));
     // SAFETY: `from` is the running greenlet's context and `to` a prepared context of this
-    // thread; both live in greenlet state allocations, kept alive by the handoff's `origin`
-    // and by the thread state's count of the target. The handoff (and `parked`) are moved
-    // out by the resumed side before our stack can go away (see `Handoff`).
+    // thread; both live in greenlet state allocations, which the switch does not free (the
+    // target's is the running one's once we switch, the origin's is left to the receiving
+    // side). The handoff (and `parked`) are moved out by the resumed side before our stack
+    // can go away (see `Handoff`).
     let message = unsafe { DefaultContext::switch(from, to, handoff_address(&handoff)) };
     // SAFETY: whoever resumed us passed the address of their handoff.
     unsafe { receive_result(ts, message) }
@@ -312,8 +320,9 @@ unsafe fn receive_result(ts: &ThreadState, message: usize) -> Result<Value, Erro
     }
 }
 
-/// Receives the usual handoff (a plain value from a greenlet that lives on, no trace hook)
-/// and returns its value; `None`, with the handoff left unread, for any other.
+/// Receives the usual handoff (a plain value from a greenlet that lives on and still has a
+/// handle, no trace hook) and returns its value; `None`, with the handoff left unread, for
+/// any other.
 ///
 /// # Safety
 ///
@@ -321,16 +330,18 @@ unsafe fn receive_result(ts: &ThreadState, message: usize) -> Result<Value, Erro
 #[inline(always)]
 unsafe fn receive_usual(ts: &ThreadState, handoff: *const Handoff) -> Option<Value> {
     // SAFETY: the caller's contract; `value` is initialised when `unusual` is zero (see
-    // `Outgoing::pack`). Reading the hook's cell runs no code, so the handoff is still
-    // unread when the fields are moved out; the switching side never touches it again.
+    // `Outgoing::pack`), and the origin's state is alive until the receiving side releases
+    // it (see `Handoff`). Reading the hook's cell and the count runs no code, so the
+    // handoff is still unread when the value is moved out; the switching side never
+    // touches it again.
     unsafe {
-        if (*handoff).unusual != 0 || trace::has_tracer(ts) {
+        if (*handoff).unusual != 0
+            || trace::has_tracer(ts)
+            || Shared::count_at((*handoff).origin) == 0
+        {
             return None;
         }
-        let value = (&raw const (*handoff).value).read().assume_init();
-        // Dropping the origin's handle may kill it (it may have been the last one).
-        drop((&raw const (*handoff).origin).read());
-        Some(value)
+        Some((&raw const (*handoff).value).read().assume_init())
     }
 }
 
@@ -352,9 +363,9 @@ unsafe fn receive_unusual_result(
         // reclaiming its stack.
         if (*handoff).unusual == ORIGIN_DIED && !trace::has_tracer(ts) {
             let value = (&raw const (*handoff).value).read().assume_init();
-            let origin = (&raw const (*handoff).origin).read();
-            reclaim_stack(ts, &origin);
-            drop(origin);
+            let origin = (*handoff).origin;
+            reclaim_stack(ts, &*origin);
+            release(origin);
             return Ok(value);
         }
     }
@@ -366,7 +377,8 @@ unsafe fn receive_unusual_result(
 }
 
 /// Receives any handoff but the usual one: an error or a panic, a finished origin whose
-/// stack is reclaimed here, or a switch the trace hook must see.
+/// stack is reclaimed here, an origin left without handles, or a switch the trace hook
+/// must see.
 ///
 /// # Safety
 ///
@@ -386,18 +398,57 @@ unsafe fn receive_unusual(ts: &ThreadState, handoff: *const Handoff) -> Result<V
         } else {
             Err(ptr::with_exposed_provenance::<Delivery>(parked).read())
         };
-        let origin = (&raw const (*handoff).origin).read();
-        (received, origin, unusual & ORIGIN_DIED != 0)
+        (received, (*handoff).origin, unusual & ORIGIN_DIED != 0)
     };
     if origin_died {
-        reclaim_stack(ts, &origin);
+        // SAFETY: the origin's state is alive until released below.
+        reclaim_stack(ts, unsafe { &*origin });
     }
     if trace::has_tracer(ts) {
-        received = trace_after_switch(ts, &origin, received);
+        // SAFETY: as above.
+        let handle = Greenlet {
+            inner: unsafe { Shared::new_handle(origin) },
+        };
+        received = trace_after_switch(ts, &handle, received);
+        // With no other handle left, this kills or frees the origin, as `release` does.
+        drop(handle);
+    } else {
+        // SAFETY: as above; released once.
+        unsafe { release(origin) };
     }
-    // Dropping the origin's handle may kill it (it may have been the last one).
-    drop(origin);
     received
+}
+
+/// Deals with the greenlet just switched away from, if it has no handle left: kills it if
+/// it is suspended, frees it if it has finished. Its last handle went while it ran, when
+/// its state could not be freed (see [`Shared`]).
+///
+/// # Safety
+///
+/// `origin` is the state of the greenlet whose switch resumed us, not released yet.
+#[inline(always)]
+unsafe fn release(origin: *const Inner) {
+    // SAFETY: the caller's contract: the state is alive.
+    if unsafe { Shared::count_at(origin) } == 0 {
+        // SAFETY: as above.
+        unsafe { release_orphan(origin) }
+    }
+}
+
+/// [`release`] for a greenlet without handles.
+///
+/// # Safety
+///
+/// As for [`release`].
+#[cold]
+#[inline(never)]
+unsafe fn release_orphan(origin: *const Inner) {
+    // Its last handle, made and dropped: a suspended greenlet is killed by the drop, a
+    // finished one freed (see `Greenlet`'s `Drop`).
+    // SAFETY: the caller's contract.
+    drop(Greenlet {
+        inner: unsafe { Shared::new_handle(origin) },
+    });
 }
 
 /// The trace hook's part of [`receive_unusual`].
@@ -417,9 +468,9 @@ fn trace_after_switch(
 }
 
 /// Gives the stack of a greenlet that has just left it for good back to the pool.
-fn reclaim_stack(ts: &ThreadState, dead: &Greenlet) {
+fn reclaim_stack(ts: &ThreadState, dead: &Inner) {
     // SAFETY: the dead greenlet exited its context, which nothing references any more.
-    let context = unsafe { (*dead.inner.context.get()).take() };
+    let context = unsafe { (*dead.context.get()).take() };
     if let Some(context) = context {
         // SAFETY: an exited context is not running.
         if let Some(stack) = unsafe { context.into_stack() } {
@@ -454,9 +505,9 @@ unsafe fn run_current(ts: &ThreadState, message: usize) -> ! {
         // No strong handle to ourselves may stay on our own stack, or dropping the last
         // user handle while we are suspended would not kill us.
         let me: *const Inner = ts.current_inner();
-        // SAFETY: our state outlives this call: while we run, the thread state holds a
-        // count of it; while we are suspended, someone holds a handle, or a killer holds
-        // one while it resumes us, or the kill failed and the state was leaked on purpose.
+        // SAFETY: our state outlives this call: while we run, it is not freed (see
+        // `Shared`); while we are suspended, someone holds a handle, or a killer holds one
+        // while it resumes us, or the kill failed and the state was leaked on purpose.
         let run = unsafe { &(*me).run };
         match first {
             Ok(value) => run.call(value, &mut |returned| finish(ts, returned)),
@@ -481,10 +532,15 @@ unsafe fn run_current(ts: &ThreadState, message: usize) -> ! {
 fn finish(ts: &ThreadState, outcome: impl Outgoing) -> ! {
     let me = ts.current_inner();
     me.state.set(State::Dead);
-    match me.parent() {
+    // SAFETY: a `Cell` hands out no references, and nothing replaces the parent while this
+    // one lives: `leave` runs none of the user's code, and `finish_further` clones it first.
+    let parent = unsafe { (*me.parent.as_ptr()).as_ref() };
+    match parent {
         // The usual case: back to the parent, suspended in a switch.
-        Some(parent) if parent.state() == State::Suspended => leave(ts, parent, outcome),
-        parent => finish_further(ts, parent, outcome),
+        Some(parent) if parent.state() == State::Suspended => {
+            leave(ts, Cow::Borrowed(parent), outcome)
+        }
+        _ => finish_further(ts, me.parent(), outcome),
     }
 }
 
@@ -493,10 +549,10 @@ fn finish(ts: &ThreadState, outcome: impl Outgoing) -> ! {
 #[inline(never)]
 fn finish_further(ts: &ThreadState, parent: Option<Greenlet>, outcome: impl Outgoing) -> ! {
     match finish_target(ts, parent) {
-        Ok(target) => leave(ts, target, outcome),
+        Ok(target) => leave(ts, Cow::Owned(target), outcome),
         Err((target, error)) => {
             drop(outcome);
-            leave(ts, target, Delivery::Error(error))
+            leave(ts, Cow::Owned(target), Delivery::Error(error))
         }
     }
 }
@@ -535,21 +591,24 @@ fn finish_target(
 
 /// Leaves the finished current greenlet's stack for good, switching to `target`.
 #[inline(always)]
-fn leave(ts: &ThreadState, target: Greenlet, outcome: impl Outgoing) -> ! {
+fn leave(ts: &ThreadState, target: Cow<'_, Greenlet>, outcome: impl Outgoing) -> ! {
     let mut parked = MaybeUninit::uninit();
     let (from, to, handoff) = {
         target.inner.state.set(State::Running);
         let to = target.context_ptr();
-        // The thread state takes `target`'s count. Nothing with a destructor stays on this
-        // stack: the handoff's contents go to the resumed side.
-        let origin = ts.replace_current(Cow::Owned(target));
-        let from = origin.context_ptr();
+        let origin = ts.replace_current(Shared::as_ptr(&target.inner));
+        // Nothing with a destructor may stay on this stack. Dropping an owned `target` here
+        // runs no code of the user's: it is running now, so neither killed nor freed.
+        drop(target);
+        // SAFETY: our own state, alive until the receiving side releases it.
+        let from = unsafe { (*origin).context_ptr() };
         let mut handoff = outcome.pack(origin, &mut parked);
         handoff.unusual |= ORIGIN_DIED;
         (from, to, ManuallyDrop::new(handoff))
     };
-    // SAFETY: `from` is our own context, `to` a prepared one of this thread, kept alive by
-    // the handoff's `origin` and the thread state; the resumed side moves the handoff out
-    // before it reclaims this stack; nothing on this stack needs to run again.
+    // SAFETY: `from` is our own context, `to` a prepared one of this thread, both in
+    // states that stay alive (the target's is now the running one's; ours waits for the
+    // receiving side); the resumed side moves the handoff out before it reclaims this
+    // stack; nothing on this stack needs to run again.
     unsafe { DefaultContext::exit(from, to, handoff_address(&handoff)) }
 }

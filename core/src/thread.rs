@@ -6,7 +6,6 @@
 //! it needs no access to another thread's state. The set of live serials is consulted only
 //! on that error path, to tell "wrong thread" from "thread exited".
 
-use std::borrow::Cow;
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::BTreeSet;
 use std::mem;
@@ -39,9 +38,10 @@ pub(crate) fn is_alive(serial: u64) -> bool {
 pub(crate) struct ThreadState {
     pub(crate) serial: u64,
     pub(crate) main: Greenlet,
-    /// The running greenlet. The thread state owns one strong count of it (made with
-    /// `Shared::into_raw`), so it cannot vanish while it runs; a switch hands that count to
-    /// the resumed side along with the value (see [`crate::switch`]).
+    /// The state of the running greenlet, not counted: a running greenlet's state is never
+    /// freed, even without handles (see [`crate::shared`]), so this stays valid until the
+    /// greenlet is switched away from, and the switch's receiving side deals with a state
+    /// left without handles (see [`crate::switch`]).
     current: Cell<*const Inner>,
     pub(crate) pool: RefCell<StackPool>,
     pub(crate) tracer: Cell<Option<Tracer>>,
@@ -70,7 +70,7 @@ impl ThreadState {
             locals: RefCell::new(None),
             run: EntryClosure::none(),
         });
-        let current = Shared::into_raw(inner.clone());
+        let current = Shared::as_ptr(&inner);
         ThreadState {
             serial,
             main: Greenlet { inner },
@@ -86,40 +86,30 @@ impl ThreadState {
     /// A handle to the running greenlet.
     #[inline]
     pub(crate) fn current(&self) -> Greenlet {
-        let current = self.current.get();
-        // SAFETY: `current` came from `Shared::into_raw` and we own one count of it (see the
-        // field), so the allocation is alive; the new count is the new handle's.
-        unsafe {
-            Shared::increment_count(current);
-            Greenlet {
-                inner: Shared::from_raw(current),
-            }
+        // SAFETY: the running greenlet's state is alive (see the field).
+        Greenlet {
+            inner: unsafe { Shared::new_handle(self.current.get()) },
         }
     }
 
-    /// The running greenlet's state, borrowed from the thread state's own count: valid
-    /// until the running greenlet switches away.
+    /// The running greenlet's state: valid until the running greenlet switches away.
     #[inline]
     pub(crate) fn current_inner(&self) -> &Inner {
         // SAFETY: as in `current`; the borrow ends before any switch (the caller's duty).
         unsafe { &*self.current.get() }
     }
 
-    /// Makes `target` the running greenlet and returns the handle of the one that was,
-    /// carrying the thread state's count of it. An owned `target` gives its own count to
-    /// the thread state; a borrowed one is counted once more.
+    /// The address of the running greenlet's state.
+    #[inline]
+    pub(crate) fn current_address(&self) -> *const Inner {
+        self.current.get()
+    }
+
+    /// Makes the greenlet whose state is at `target` the running one, and returns the
+    /// address of the state of the one that was. No count changes hands.
     #[inline(always)]
-    pub(crate) fn replace_current(&self, target: Cow<'_, Greenlet>) -> Greenlet {
-        let counted = match target {
-            Cow::Borrowed(target) => target.inner.clone(),
-            Cow::Owned(target) => target.into_shared(),
-        };
-        let old = self.current.replace(Shared::into_raw(counted));
-        // SAFETY: `old` came from `Shared::into_raw` and its count was ours; it moves to the
-        // returned handle.
-        Greenlet {
-            inner: unsafe { Shared::from_raw(old) },
-        }
+    pub(crate) fn replace_current(&self, target: *const Inner) -> *const Inner {
+        self.current.replace(target)
     }
 }
 
@@ -130,8 +120,6 @@ impl Drop for ThreadState {
         // still suspended cannot be resumed any more: dropping their last handle later
         // discards their stacks without running their destructors.
         self.main.inner.state.set(State::Dead);
-        // SAFETY: our count of the current greenlet (see the field), given up exactly once.
-        drop(unsafe { Shared::from_raw(self.current.get()) });
         if let Ok(mut live) = LIVE_THREADS.lock() {
             live.remove(&self.serial);
         }

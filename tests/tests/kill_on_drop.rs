@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
-use greenlet::{Error, Greenlet, KILL_ON_DROP_MESSAGE, State, set_unraisable_hook};
+use greenlet::{Error, Greenlet, KILL_ON_DROP_MESSAGE, State, Value, set_unraisable_hook};
 use greenlet_conformance::part2::{Counter, DropGuard, Log, expect_value};
 
 /// Records what the unraisable hook of this thread hears while `f` runs.
@@ -648,4 +648,73 @@ fn greenlet_suspended_in_switch_to_parent_is_killed_when_dropped() {
     assert!(g.is_active());
     drop(g);
     assert_eq!(exits.get(), 1);
+}
+
+/// A parent `P` (holding `guard` as a greenlet-local, the child's link its only handle) and
+/// a child `C` that finishes at once, so that switching to `C` starts `P`. `P` cuts that
+/// link (`C.set_parent(main)`) and so runs on without any handle; then it runs `after`.
+fn parent_losing_its_last_handle(
+    guard: DropGuard,
+    after: impl FnOnce() -> Result<Value, Error> + 'static,
+) -> Greenlet {
+    let slot: Rc<RefCell<Option<Greenlet>>> = Rc::default();
+    let slot_in = slot.clone();
+    let parent = Greenlet::new(move |_| {
+        Greenlet::current().set_local(guard);
+        let child = slot_in
+            .borrow_mut()
+            .take()
+            .expect("the child is in the slot");
+        child.set_parent(&Greenlet::main())?;
+        drop(child);
+        after()
+    });
+    let child = Greenlet::builder().parent(&parent).build(|_| Ok(()));
+    *slot.borrow_mut() = Some(child.clone());
+    child
+}
+
+// The running greenlet is not counted by the thread: its state must survive losing its
+// last handle while it runs, and be freed (not leaked) once it has finished.
+#[test]
+fn greenlet_losing_its_last_handle_while_running_is_freed_when_it_finishes() {
+    let freed = Counter::new();
+    let freed_in = freed.clone();
+    let child = parent_losing_its_last_handle(freed.guard(), move || {
+        // Still running on our state: its locals are all there.
+        Ok(Value::new(freed_in.get()))
+    });
+    let seen_while_running = expect_value::<usize>(child.switch(()));
+    assert_eq!(seen_while_running, 0);
+    assert_eq!(
+        freed.get(),
+        1,
+        "the finished greenlet's state was not freed"
+    );
+}
+
+// ... and killed if it suspends instead: it has no handle left, as if its last one had been
+// dropped while it was suspended.
+#[test]
+fn greenlet_losing_its_last_handle_while_running_is_killed_when_it_suspends() {
+    let freed = Counter::new();
+    let exits = Counter::new();
+    let exits_in = exits.clone();
+    let child = parent_losing_its_last_handle(freed.guard(), move || {
+        match Greenlet::main().switch("suspending") {
+            Err(e) if e.is_exit() => {
+                exits_in.bump();
+                Err(e)
+            }
+            other => other,
+        }
+    });
+    let got = expect_value::<&str>(child.switch(()));
+    assert_eq!(got, "suspending");
+    assert_eq!(
+        exits.get(),
+        1,
+        "the greenlet without handles was not killed"
+    );
+    assert_eq!(freed.get(), 1, "the killed greenlet's state was not freed");
 }
