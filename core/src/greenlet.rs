@@ -38,6 +38,9 @@ pub enum State {
     Dead,
 }
 
+/// A greenlet's local values, one per type.
+pub(crate) type Locals = Vec<(TypeId, Box<dyn Any>)>;
+
 /// The state shared by all handles of one greenlet. It has a fixed size (see
 /// [`EntryClosure`]), so a handle is one pointer and every field sits at a constant offset.
 pub(crate) struct Inner {
@@ -56,7 +59,7 @@ pub(crate) struct Inner {
     pub(crate) name: Option<Box<str>>,
     /// Greenlet-local values by type; `None` until the first is set, so that a greenlet
     /// that never has any frees none (the drop of an empty `Vec` is an out-of-line call).
-    pub(crate) locals: RefCell<Option<Vec<(TypeId, Box<dyn Any>)>>>,
+    pub(crate) locals: RefCell<Option<Locals>>,
     pub(crate) run: EntryClosure,
 }
 
