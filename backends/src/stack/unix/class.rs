@@ -44,6 +44,9 @@ pub(super) const COUNT: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
 const GUARD_SIZE: usize = 16 * 1024;
 
 /// One size class; `usable() == 2^(MIN_SHIFT + index)`.
+///
+/// Invariant: the index is below [`COUNT`]; only [`for_size`](Self::for_size) makes one
+/// (and tests, with indices below `COUNT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct SizeClass(u8);
 
@@ -60,14 +63,20 @@ impl SizeClass {
         Ok(SizeClass((shift - MIN_SHIFT) as u8))
     }
 
-    /// Position of this class among all classes, for per-class tables.
+    /// Position of this class among all classes, for per-class tables: below [`COUNT`].
+    #[inline]
     pub(super) fn index(self) -> usize {
-        usize::from(self.0)
+        let index = usize::from(self.0);
+        // SAFETY: the type's invariant. Telling the compiler spares every per-class table
+        // lookup its bounds check, and lets it see that `usable()` is at least 16 KiB.
+        unsafe { std::hint::assert_unchecked(index < COUNT) };
+        index
     }
 
     /// Usable bytes of a stack of this class.
+    #[inline]
     pub(super) fn usable(self) -> usize {
-        1 << (MIN_SHIFT + u32::from(self.0))
+        (1 << MIN_SHIFT) << self.index()
     }
 
     /// Bytes of one slot: guard plus usable stack.
@@ -78,9 +87,9 @@ impl SizeClass {
 
 /// Bytes of guard at the low end of every slot: [`GUARD_SIZE`] rounded up to a page.
 ///
-/// The page size is a power of two (`os::page_size` makes sure), so this is a mask, not
-/// the division `next_multiple_of` compiles to: `GuardedStack::top` asks on every start.
-#[inline]
+/// The page size is a power of two (`os::page_size` makes sure), so this is a mask. Only
+/// carving slots and reserving arenas ask: a stack keeps its top, and finds its bottom
+/// from the usable size.
 pub(super) fn guard_len() -> usize {
     let page = os::page_size();
     (GUARD_SIZE + page - 1) & !(page - 1)
