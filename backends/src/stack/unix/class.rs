@@ -45,12 +45,15 @@ const GUARD_SIZE: usize = 16 * 1024;
 
 /// One size class; `usable() == 2^(MIN_SHIFT + index)`.
 ///
-/// Invariant: the index is below [`COUNT`]; only [`for_size`](Self::for_size) makes one
-/// (and tests, with indices below `COUNT`).
+/// Invariant: the index is below [`COUNT`]; only [`for_size`](Self::for_size) and
+/// [`SMALLEST`](Self::SMALLEST) make one (and tests, with indices below `COUNT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct SizeClass(u8);
 
 impl SizeClass {
+    /// The class of the smallest stacks (16 KiB; unused where pages are larger).
+    pub(super) const SMALLEST: SizeClass = SizeClass(0);
+
     /// The smallest class with at least `usable_size` usable bytes.
     pub(super) fn for_size(usable_size: usize) -> Result<Self, StackError> {
         if usable_size > MAX_STACK_SIZE {
@@ -61,6 +64,19 @@ impl SizeClass {
         let shift = wanted.next_power_of_two().trailing_zeros().min(MAX_SHIFT);
         // The cast cannot truncate: the difference is below COUNT.
         Ok(SizeClass((shift - MIN_SHIFT) as u8))
+    }
+
+    /// The requested sizes [`for_size`](Self::for_size) answers with this class, as the
+    /// inclusive range `(lowest, highest)`: the upper half of the class's usable size, or
+    /// everything from 0 for the smallest class a page allows.
+    pub(super) fn sizes(self) -> (usize, usize) {
+        let highest = self.usable();
+        let below = highest / 2;
+        if SizeClass::for_size(below).ok() == Some(self) {
+            (0, highest)
+        } else {
+            (below + 1, highest)
+        }
     }
 
     /// Position of this class among all classes, for per-class tables: below [`COUNT`].
@@ -111,6 +127,30 @@ mod tests {
         let largest = SizeClass::for_size(MAX_STACK_SIZE).unwrap();
         assert_eq!(largest.usable(), MAX_STACK_SIZE);
         assert_eq!(largest.index(), COUNT - 1);
+    }
+
+    #[test]
+    fn each_class_knows_the_sizes_it_answers() {
+        let mut next = 0;
+        for index in 0..COUNT {
+            let class = SizeClass(index as u8);
+            let (lowest, highest) = class.sizes();
+            if highest < SizeClass::for_size(0).unwrap().usable() {
+                continue; // below the page size: no size maps here
+            }
+            assert_eq!(lowest, next, "class {index}");
+            for size in [
+                lowest,
+                lowest + 1,
+                (lowest + highest) / 2,
+                highest - 1,
+                highest,
+            ] {
+                assert_eq!(SizeClass::for_size(size).unwrap(), class, "size {size}");
+            }
+            next = highest + 1;
+        }
+        assert_eq!(next, MAX_STACK_SIZE + 1);
     }
 
     #[test]
