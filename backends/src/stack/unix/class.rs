@@ -45,8 +45,9 @@ const GUARD_SIZE: usize = 16 * 1024;
 
 /// One size class; `usable() == 2^(MIN_SHIFT + index)`.
 ///
-/// Invariant: the index is below [`COUNT`]; only [`for_size`](Self::for_size) and
-/// [`SMALLEST`](Self::SMALLEST) make one (and tests, with indices below `COUNT`).
+/// Invariant: the index is below [`COUNT`]; only [`for_size`](Self::for_size),
+/// [`SMALLEST`](Self::SMALLEST) and [`all`](Self::all) make one (and tests, with indices
+/// below `COUNT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct SizeClass(u8);
 
@@ -64,6 +65,12 @@ impl SizeClass {
         let shift = wanted.next_power_of_two().trailing_zeros().min(MAX_SHIFT);
         // The cast cannot truncate: the difference is below COUNT.
         Ok(SizeClass((shift - MIN_SHIFT) as u8))
+    }
+
+    /// Every class, in the order of their indices.
+    pub(super) fn all() -> impl Iterator<Item = SizeClass> {
+        // The cast cannot truncate: COUNT is below 256.
+        (0..COUNT as u8).map(SizeClass)
     }
 
     /// The requested sizes [`for_size`](Self::for_size) answers with this class, as the

@@ -54,6 +54,25 @@ impl GuardedStack {
         Ok(GuardedStack { top, class })
     }
 
+    /// A stack of `class` whose slot ends at `top`.
+    ///
+    /// # Safety
+    ///
+    /// `top` ends a slot of `class` handed out by `arena::take` and owned by nobody else
+    /// (given up with [`into_top`](Self::into_top)): the new value takes that ownership.
+    #[inline]
+    pub(super) unsafe fn from_top(top: NonNull<u8>, class: SizeClass) -> Self {
+        GuardedStack { top, class }
+    }
+
+    /// Gives up the stack without returning its slot to the arena: the caller now owns the
+    /// slot ending at the returned address, and must hand it to [`from_top`](Self::from_top)
+    /// with this stack's class to get the stack back (or the slot is lost).
+    #[inline]
+    pub(super) fn into_top(self) -> NonNull<u8> {
+        std::mem::ManuallyDrop::new(self).top
+    }
+
     #[inline]
     pub(super) fn class(&self) -> SizeClass {
         self.class

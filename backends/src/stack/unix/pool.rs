@@ -5,6 +5,7 @@ use super::guarded::GuardedStack;
 use super::overflow;
 use crate::stack::StackError;
 use std::fmt;
+use std::ptr::NonNull;
 
 /// Bytes of stacks a pool keeps per size class before returning the rest.
 const CACHE_BYTES: usize = 8 << 20;
@@ -33,11 +34,13 @@ fn cache_limit(class: SizeClass) -> usize {
 /// assert_eq!(pool.take(64 * 1024).unwrap().top(), top);
 /// ```
 pub struct StackPool {
-    /// Cached stacks, per size class. A class's capacity is reserved once, exactly its
+    /// Cached stacks, per size class, by their tops (their class is the index; see
+    /// [`GuardedStack::into_top`]): owned by the pool, and returned to the arena when it
+    /// is dropped. A class's capacity is reserved once, exactly its
     /// [`cache_limit`] (`try_reserve_exact` on an empty `Vec` allocates just that), the
     /// first time a stack of it is given: then `len < capacity` is the bound, and caching
     /// a stack is a plain push that never allocates.
-    cached: [Vec<GuardedStack>; class::COUNT],
+    cached: [Vec<NonNull<u8>>; class::COUNT],
     /// The class of the last stack taken, so that the usual request (the same size again)
     /// skips computing it; see [`Recent`].
     recent: Recent,
@@ -99,9 +102,11 @@ impl StackPool {
     pub fn take(&mut self, usable_size: usize) -> Result<GuardedStack, StackError> {
         let recent = &self.recent;
         if usable_size.wrapping_sub(recent.lowest) < recent.count
-            && let Some(stack) = self.cached[recent.class.index()].pop()
+            && let Some(top) = self.cached[recent.class.index()].pop()
         {
-            return Ok(stack);
+            // SAFETY: the cache of a class holds the tops of stacks of that class, given
+            // up to the pool (`give`), which owns them until now.
+            return Ok(unsafe { GuardedStack::from_top(top, recent.class) });
         }
         self.take_uncached(usable_size)
     }
@@ -123,7 +128,8 @@ impl StackPool {
             };
         }
         match self.cached[class.index()].pop() {
-            Some(stack) => Ok(stack),
+            // SAFETY: as in `take`.
+            Some(top) => Ok(unsafe { GuardedStack::from_top(top, class) }),
             None => GuardedStack::of_class(class),
         }
     }
@@ -143,7 +149,7 @@ impl StackPool {
         let cache = &mut self.cached[stack.class().index()];
         if cache.len() < cache.capacity() {
             // Cannot reallocate: there is room.
-            cache.push(stack);
+            cache.push(stack.into_top());
         } else {
             self.give_uncached(stack);
         }
@@ -158,7 +164,18 @@ impl StackPool {
         // cache full, the stack goes back to the process-wide list when dropped here (and
         // the next stack given tries to reserve again).
         if cache.capacity() == 0 && cache.try_reserve_exact(cache_limit(class)).is_ok() {
-            cache.push(stack);
+            cache.push(stack.into_top());
+        }
+    }
+}
+
+impl Drop for StackPool {
+    fn drop(&mut self) {
+        for (class, cache) in SizeClass::all().zip(&mut self.cached) {
+            for top in cache.drain(..) {
+                // SAFETY: as in `take`; dropped here, the stack goes back to the arena.
+                drop(unsafe { GuardedStack::from_top(top, class) });
+            }
         }
     }
 }
@@ -207,6 +224,7 @@ mod tests {
             let stack = pool.take(size).unwrap();
             let class = SizeClass::for_size(size).unwrap();
             assert_eq!(stack.class(), class, "size {size}");
+            assert_eq!(stack.usable_size(), class.usable(), "size {size}");
             pool.give(stack);
         }
         assert!(matches!(
