@@ -28,7 +28,7 @@ const ARENA_BYTES: usize = 64 << 20;
 
 /// The allocator state of one size class.
 struct ClassState {
-    /// Base addresses of carved slots not in use; LIFO so recent (warm) slots go first.
+    /// Ends (stack tops) of carved slots not in use; LIFO so recent (warm) slots go first.
     ///
     /// Invariant: `free.capacity() >= total`, so pushing never reallocates.
     free: Vec<usize>,
@@ -58,11 +58,12 @@ fn lock(class: SizeClass) -> MutexGuard<'static, ClassState> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Hands out the base of a guarded slot of `class`, not in use by anyone.
+/// Hands out a guarded slot of `class`, not in use by anyone, as its end: the top of the
+/// stack it holds (slots are handled by their tops, which is what running a stack needs).
 pub(super) fn take(class: SizeClass) -> Result<NonNull<u8>, StackError> {
     let mut state = lock(class);
-    let base = match state.free.pop() {
-        Some(base) => base,
+    let top = match state.free.pop() {
+        Some(top) => top,
         None => {
             if state.uncarved == 0 {
                 add_arena(class, &mut state)?;
@@ -74,26 +75,27 @@ pub(super) fn take(class: SizeClass) -> Result<NonNull<u8>, StackError> {
                 .map_err(StackError::Exhausted)?;
             state.next += class.slot_size();
             state.uncarved -= 1;
-            base
+            state.next
         }
     };
-    // SAFETY: slots lie in mappings, which `os::map_reserve` never returns at address 0.
-    Ok(unsafe { NonNull::new_unchecked(base as *mut u8) })
+    // SAFETY: slot ends lie in (or just past) mappings, which `os::map_reserve` never
+    // returns at address 0.
+    Ok(unsafe { NonNull::new_unchecked(top as *mut u8) })
 }
 
 /// Takes back a slot handed out by [`take`], releasing its memory.
 ///
 /// # Safety
 ///
-/// `base` came from `take(class)`, and nothing uses the slot any more.
-pub(super) unsafe fn give(class: SizeClass, base: NonNull<u8>) {
-    let guard_len = class::guard_len();
-    // SAFETY: the usable part of the slot is read-write memory of ours whose contents are
-    // dead (the caller's contract); the guard is left alone.
-    unsafe { os::release(base.as_ptr().add(guard_len), class.usable()) };
+/// `top` came from `take(class)`, and nothing uses the slot any more.
+pub(super) unsafe fn give(class: SizeClass, top: NonNull<u8>) {
+    let usable = class.usable();
+    // SAFETY: the usable part of the slot, its last `usable` bytes, is read-write memory of
+    // ours whose contents are dead (the caller's contract); the guard is left alone.
+    unsafe { os::release(top.as_ptr().sub(usable), usable) };
     let mut state = lock(class);
     debug_assert!(state.free.len() < state.free.capacity());
-    state.free.push(base.as_ptr() as usize);
+    state.free.push(top.as_ptr() as usize);
 }
 
 /// Reserves a new arena for `class` and makes it the one slots are carved from.

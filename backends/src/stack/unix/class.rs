@@ -44,10 +44,17 @@ pub(super) const COUNT: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
 const GUARD_SIZE: usize = 16 * 1024;
 
 /// One size class; `usable() == 2^(MIN_SHIFT + index)`.
+///
+/// Invariant: the index is below [`COUNT`]; only [`for_size`](Self::for_size),
+/// [`SMALLEST`](Self::SMALLEST) and [`all`](Self::all) make one (and tests, with indices
+/// below `COUNT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct SizeClass(u8);
 
 impl SizeClass {
+    /// The class of the smallest stacks (16 KiB; unused where pages are larger).
+    pub(super) const SMALLEST: SizeClass = SizeClass(0);
+
     /// The smallest class with at least `usable_size` usable bytes.
     pub(super) fn for_size(usable_size: usize) -> Result<Self, StackError> {
         if usable_size > MAX_STACK_SIZE {
@@ -60,14 +67,39 @@ impl SizeClass {
         Ok(SizeClass((shift - MIN_SHIFT) as u8))
     }
 
-    /// Position of this class among all classes, for per-class tables.
+    /// Every class, in the order of their indices.
+    pub(super) fn all() -> impl Iterator<Item = SizeClass> {
+        // The cast cannot truncate: COUNT is below 256.
+        (0..COUNT as u8).map(SizeClass)
+    }
+
+    /// The requested sizes [`for_size`](Self::for_size) answers with this class, as the
+    /// inclusive range `(lowest, highest)`: the upper half of the class's usable size, or
+    /// everything from 0 for the smallest class a page allows.
+    pub(super) fn sizes(self) -> (usize, usize) {
+        let highest = self.usable();
+        let below = highest / 2;
+        if SizeClass::for_size(below).ok() == Some(self) {
+            (0, highest)
+        } else {
+            (below + 1, highest)
+        }
+    }
+
+    /// Position of this class among all classes, for per-class tables: below [`COUNT`].
+    #[inline]
     pub(super) fn index(self) -> usize {
-        usize::from(self.0)
+        let index = usize::from(self.0);
+        // SAFETY: the type's invariant. Telling the compiler spares every per-class table
+        // lookup its bounds check, and lets it see that `usable()` is at least 16 KiB.
+        unsafe { std::hint::assert_unchecked(index < COUNT) };
+        index
     }
 
     /// Usable bytes of a stack of this class.
+    #[inline]
     pub(super) fn usable(self) -> usize {
-        1 << (MIN_SHIFT + u32::from(self.0))
+        (1 << MIN_SHIFT) << self.index()
     }
 
     /// Bytes of one slot: guard plus usable stack.
@@ -78,9 +110,9 @@ impl SizeClass {
 
 /// Bytes of guard at the low end of every slot: [`GUARD_SIZE`] rounded up to a page.
 ///
-/// The page size is a power of two (`os::page_size` makes sure), so this is a mask, not
-/// the division `next_multiple_of` compiles to: `GuardedStack::top` asks on every start.
-#[inline]
+/// The page size is a power of two (`os::page_size` makes sure), so this is a mask. Only
+/// carving slots and reserving arenas ask: a stack keeps its top, and finds its bottom
+/// from the usable size.
 pub(super) fn guard_len() -> usize {
     let page = os::page_size();
     (GUARD_SIZE + page - 1) & !(page - 1)
@@ -102,6 +134,30 @@ mod tests {
         let largest = SizeClass::for_size(MAX_STACK_SIZE).unwrap();
         assert_eq!(largest.usable(), MAX_STACK_SIZE);
         assert_eq!(largest.index(), COUNT - 1);
+    }
+
+    #[test]
+    fn each_class_knows_the_sizes_it_answers() {
+        let mut next = 0;
+        for index in 0..COUNT {
+            let class = SizeClass(index as u8);
+            let (lowest, highest) = class.sizes();
+            if highest < SizeClass::for_size(0).unwrap().usable() {
+                continue; // below the page size: no size maps here
+            }
+            assert_eq!(lowest, next, "class {index}");
+            for size in [
+                lowest,
+                lowest + 1,
+                (lowest + highest) / 2,
+                highest - 1,
+                highest,
+            ] {
+                assert_eq!(SizeClass::for_size(size).unwrap(), class, "size {size}");
+            }
+            next = highest + 1;
+        }
+        assert_eq!(next, MAX_STACK_SIZE + 1);
     }
 
     #[test]

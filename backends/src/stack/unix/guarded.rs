@@ -1,6 +1,6 @@
 //! [`GuardedStack`]: exclusive ownership of one guarded slot.
 
-use super::class::{self, SizeClass};
+use super::class::SizeClass;
 use super::{arena, overflow};
 use crate::stack::StackError;
 use std::fmt;
@@ -21,9 +21,11 @@ use std::ptr::NonNull;
 /// assert_eq!(stack.top() as usize % 16, 0);
 /// ```
 pub struct GuardedStack {
-    /// Base of the slot: the lowest byte of the guard. Also keeps the type `!Send` and
-    /// `!Sync`, as stacks belong to the thread whose greenlets run on them.
-    slot: NonNull<u8>,
+    /// One past the highest byte of the slot, which is the top of the stack: what starting
+    /// a greenlet needs, so it is kept rather than derived (the slot's base and the bottom
+    /// are derived on the cold paths). Also keeps the type `!Send` and `!Sync`, as stacks
+    /// belong to the thread whose greenlets run on them.
+    top: NonNull<u8>,
     class: SizeClass,
 }
 
@@ -48,10 +50,30 @@ impl GuardedStack {
 
     /// A stack of `class` from the process-wide free list or a new slot.
     pub(super) fn of_class(class: SizeClass) -> Result<Self, StackError> {
-        let slot = arena::take(class)?;
-        Ok(GuardedStack { slot, class })
+        let top = arena::take(class)?;
+        Ok(GuardedStack { top, class })
     }
 
+    /// A stack of `class` whose slot ends at `top`.
+    ///
+    /// # Safety
+    ///
+    /// `top` ends a slot of `class` handed out by `arena::take` and owned by nobody else
+    /// (given up with [`into_top`](Self::into_top)): the new value takes that ownership.
+    #[inline]
+    pub(super) unsafe fn from_top(top: NonNull<u8>, class: SizeClass) -> Self {
+        GuardedStack { top, class }
+    }
+
+    /// Gives up the stack without returning its slot to the arena: the caller now owns the
+    /// slot ending at the returned address, and must hand it to [`from_top`](Self::from_top)
+    /// with this stack's class to get the stack back (or the slot is lost).
+    #[inline]
+    pub(super) fn into_top(self) -> NonNull<u8> {
+        std::mem::ManuallyDrop::new(self).top
+    }
+
+    #[inline]
     pub(super) fn class(&self) -> SizeClass {
         self.class
     }
@@ -64,9 +86,9 @@ impl GuardedStack {
     /// let stack = greenlet_backends::stack::GuardedStack::new(16 * 1024).unwrap();
     /// assert_eq!(stack.top() as usize % 16, 0);
     /// ```
+    #[inline]
     pub fn top(&self) -> *mut u8 {
-        // SAFETY: the slot spans `slot_size` bytes, so this is one past its end.
-        unsafe { self.slot.as_ptr().add(self.class.slot_size()) }
+        self.top.as_ptr()
     }
 
     /// The lowest usable address of the stack; the guard region lies just below.
@@ -77,9 +99,10 @@ impl GuardedStack {
     /// // SAFETY: `bottom()` is the first byte of the stack's usable memory.
     /// unsafe { stack.bottom().write_volatile(1) };
     /// ```
+    #[inline]
     pub fn bottom(&self) -> *mut u8 {
-        // SAFETY: the guard is the first `guard_len` bytes of the slot.
-        unsafe { self.slot.as_ptr().add(class::guard_len()) }
+        // SAFETY: the usable stack is the last `usable()` bytes of the slot ending at `top`.
+        unsafe { self.top.as_ptr().sub(self.class.usable()) }
     }
 
     /// Usable bytes between [`bottom`](Self::bottom) and [`top`](Self::top): the size
@@ -89,6 +112,7 @@ impl GuardedStack {
     /// let stack = greenlet_backends::stack::GuardedStack::new(100_000).unwrap();
     /// assert_eq!(stack.usable_size(), 128 * 1024);
     /// ```
+    #[inline]
     pub fn usable_size(&self) -> usize {
         self.class.usable()
     }
@@ -96,9 +120,9 @@ impl GuardedStack {
 
 impl Drop for GuardedStack {
     fn drop(&mut self) {
-        // SAFETY: the slot came from `arena::take(self.class)`, and whoever ran code on
-        // this stack has finished with it before giving up the stack.
-        unsafe { arena::give(self.class, self.slot) };
+        // SAFETY: the slot ending at `top` came from `arena::take(self.class)`, and
+        // whoever ran code on this stack has finished with it before giving up the stack.
+        unsafe { arena::give(self.class, self.top) };
     }
 }
 
