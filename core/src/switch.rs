@@ -30,7 +30,7 @@ use crate::greenlet::{Greenlet, Inner, State};
 use crate::shared::Shared;
 use crate::thread::{self, ThreadState};
 use crate::trace;
-use crate::value::Value;
+use crate::value::{Value, ValueParts, ValueTable};
 
 /// What a switch carries to the greenlet it resumes.
 pub(crate) enum Delivery {
@@ -69,20 +69,55 @@ impl Delivery {
 /// The switching greenlet's stack stays readable until then: a suspended greenlet's
 /// frames are not touched, and a finished one's stack is reclaimed only after the move.
 ///
-/// A plain value travels in `value`, two words the compiler moves as scalars; an
+/// A plain value travels in `bits` and `table`, two words the compiler moves as scalars; an
 /// error or a panic, rare, stays parked on the switching side's stack and `unusual` points
 /// at it. (Moving a whole [`Delivery`] enum on every switch made the compiler copy it as
 /// a block over fields it had just stored one by one: a store-forwarding stall each time.)
+#[repr(C)]
 pub(crate) struct Handoff {
-    /// The value delivered, when `unusual` has no [`Delivery`] address.
-    value: MaybeUninit<Value>,
+    /// The value delivered, when `unusual` has no [`Delivery`] address: its own word...
+    bits: MaybeUninit<u64>,
     /// Zero for the usual switch, so that the resumed side tests one word: otherwise the
     /// address of a [`Delivery`] parked by the switching side (if any), with
     /// [`ORIGIN_DIED`] set if the switching greenlet has finished.
     unusual: usize,
+    /// ... and its type's table. The two words are apart (`repr(C)`, `unusual` between
+    /// them) so that the compiler cannot copy them as one 16-byte block: loaded that way
+    /// right after being stored as two words, they stall the load until the stores retire.
+    table: MaybeUninit<ValueTable>,
     /// The state of the greenlet switched away from. Not counted: if it has no handle left,
     /// the receiving side kills it (suspended) or frees it (finished); see [`release`].
     origin: *const Inner,
+}
+
+impl Handoff {
+    /// A handoff carrying a plain value.
+    #[inline(always)]
+    fn of_value(value: Value, origin: *const Inner) -> Handoff {
+        let parts = value.into_parts();
+        Handoff {
+            bits: parts.bits,
+            unusual: 0,
+            table: MaybeUninit::new(parts.table),
+            origin,
+        }
+    }
+
+    /// The value carried.
+    ///
+    /// # Safety
+    ///
+    /// The handoff carries a value (`unusual` holds no delivery address), not yet taken.
+    #[inline(always)]
+    unsafe fn take_value(this: *const Handoff) -> Value {
+        // SAFETY: the caller's contract: both words were written by `of_value`.
+        unsafe {
+            Value::from_parts(ValueParts {
+                bits: (*this).bits,
+                table: (*this).table.assume_init(),
+            })
+        }
+    }
 }
 
 /// The bit of [`Handoff::unusual`] that says the origin has finished and its stack must be
@@ -104,11 +139,7 @@ pub(crate) trait Outgoing: Sized {
 impl Outgoing for Value {
     #[inline(always)]
     fn pack(self, origin: *const Inner, _parked: &mut MaybeUninit<Delivery>) -> Handoff {
-        Handoff {
-            value: MaybeUninit::new(self),
-            unusual: 0,
-            origin,
-        }
+        Handoff::of_value(self, origin)
     }
 
     fn into_delivery(self) -> Delivery {
@@ -122,8 +153,9 @@ impl Outgoing for Delivery {
         match self {
             Delivery::Value(value) => value.pack(origin, parked),
             other => Handoff {
-                value: MaybeUninit::uninit(),
+                bits: MaybeUninit::uninit(),
                 unusual: ptr::from_mut(parked.write(other)).expose_provenance(),
+                table: MaybeUninit::uninit(),
                 origin,
             },
         }
@@ -329,7 +361,7 @@ unsafe fn receive_result(ts: &ThreadState, message: usize) -> Result<Value, Erro
 /// `handoff` is the unread handoff of the switch that resumed us.
 #[inline(always)]
 unsafe fn receive_usual(ts: &ThreadState, handoff: *const Handoff) -> Option<Value> {
-    // SAFETY: the caller's contract; `value` is initialised when `unusual` is zero (see
+    // SAFETY: the caller's contract; the value's words are written when `unusual` is zero (see
     // `Outgoing::pack`), and the origin's state is alive until the receiving side releases
     // it (see `Handoff`). Reading the hook's cell and the count runs no code, so the
     // handoff is still unread when the value is moved out; the switching side never
@@ -341,7 +373,7 @@ unsafe fn receive_usual(ts: &ThreadState, handoff: *const Handoff) -> Option<Val
         {
             return None;
         }
-        Some((&raw const (*handoff).value).read().assume_init())
+        Some(Handoff::take_value(handoff))
     }
 }
 
@@ -362,7 +394,7 @@ unsafe fn receive_unusual_result(
         // A plain value from a greenlet that has just finished: as the usual case, plus
         // reclaiming its stack.
         if (*handoff).unusual == ORIGIN_DIED && !trace::has_tracer(ts) {
-            let value = (&raw const (*handoff).value).read().assume_init();
+            let value = Handoff::take_value(handoff);
             let origin = (*handoff).origin;
             reclaim_stack(ts, &*origin);
             release(origin);
@@ -387,14 +419,14 @@ unsafe fn receive_unusual_result(
 #[inline(never)]
 unsafe fn receive_unusual(ts: &ThreadState, handoff: *const Handoff) -> Result<Value, Delivery> {
     // Move the handoff into locals before any other code can run and switch again.
-    // SAFETY: the caller's contract; `value` is initialised exactly when `unusual` holds
+    // SAFETY: the caller's contract; the value's words are written exactly when `unusual` holds
     // no delivery address (see `Outgoing::pack`), and a delivery address points at a
     // parked `Delivery` the switching side never reads again.
     let (mut received, origin, origin_died) = unsafe {
         let unusual = (*handoff).unusual;
         let parked = unusual & !ORIGIN_DIED;
         let received = if parked == 0 {
-            Ok((&raw const (*handoff).value).read().assume_init())
+            Ok(Handoff::take_value(handoff))
         } else {
             Err(ptr::with_exposed_provenance::<Delivery>(parked).read())
         };

@@ -13,7 +13,7 @@
 //! stored one by one, which the CPU cannot forward from its store buffer: a stall of a few
 //! nanoseconds on every switch.
 
-use std::any::TypeId;
+use std::any::{Any, TypeId};
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{self, ManuallyDrop, MaybeUninit};
@@ -91,12 +91,20 @@ impl Value {
     /// ```
     #[inline]
     pub fn new<T: 'static>(value: T) -> Value {
-        if TypeId::of::<T>() == TypeId::of::<Value>() {
-            // SAFETY: `T` is `Value`, checked just above; the original is forgotten so
-            // ownership moves exactly once.
-            let value = ManuallyDrop::new(value);
-            return unsafe { mem::transmute_copy::<T, Value>(&value) };
+        // A `Value` passes through. Taken out of an `Option` seen as `dyn Any`: the type
+        // test folds away, and the move stays a typed one, two words the compiler keeps in
+        // registers (`mem::transmute_copy` read it back as one unaligned 16-byte load over
+        // the two 8-byte stores that had just spilled it: a store-forwarding stall on every
+        // `switch(value)` that passed a received `Value` on).
+        let mut slot = Some(value);
+        if let Some(passed) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Value>>() {
+            if let Some(passed) = passed.take() {
+                return passed;
+            }
         }
+        let Some(value) = slot else {
+            unreachable!("only a `Value` is taken out")
+        };
         let mut buf = InlineBuf::uninit();
         if fits_inline::<T>() {
             // SAFETY: `T` fits the buffer's size and alignment (`fits_inline`).
@@ -212,6 +220,40 @@ impl Value {
         } else {
             // SAFETY: as above, and a `T` that does not fit is stored boxed.
             Some(unsafe { &mut **buf.cast::<Box<T>>() })
+        }
+    }
+}
+
+/// A [`Value`] taken apart into its two words, so that each can be stored and loaded as a
+/// word of its own (see `crate::switch::Handoff`).
+pub(crate) struct ValueParts {
+    /// The value's own word.
+    pub(crate) bits: InlineBuf,
+    /// Its table, opaque outside this module.
+    pub(crate) table: ValueTable,
+}
+
+/// The table of a [`Value`]'s type, as [`ValueParts`] carries it.
+#[derive(Clone, Copy)]
+pub(crate) struct ValueTable(&'static VTable);
+
+impl Value {
+    /// Takes the value apart, giving up ownership to the parts.
+    #[inline(always)]
+    pub(crate) fn into_parts(self) -> ValueParts {
+        let this = ManuallyDrop::new(self);
+        ValueParts {
+            bits: this.buf,
+            table: ValueTable(this.vtable),
+        }
+    }
+
+    /// The value that [`Value::into_parts`] took apart.
+    #[inline(always)]
+    pub(crate) fn from_parts(parts: ValueParts) -> Value {
+        Value {
+            buf: parts.bits,
+            vtable: parts.table.0,
         }
     }
 }
