@@ -97,10 +97,10 @@ impl Value {
         // the two 8-byte stores that had just spilled it: a store-forwarding stall on every
         // `switch(value)` that passed a received `Value` on).
         let mut slot = Some(value);
-        if let Some(passed) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Value>>() {
-            if let Some(passed) = passed.take() {
-                return passed;
-            }
+        if let Some(passed) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Value>>()
+            && let Some(passed) = passed.take()
+        {
+            return passed;
         }
         let Some(value) = slot else {
             unreachable!("only a `Value` is taken out")
