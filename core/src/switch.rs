@@ -205,11 +205,17 @@ fn transfer_to(target: Cow<'_, Greenlet>, delivery: impl Outgoing) -> Result<Val
     // Two tests rather than a `match`, which compiles to a jump table.
     if target.inner.owner == ts.serial {
         let state = target.state();
-        if state == State::Suspended {
-            return switch_to(ts, target, delivery);
+        // An unstarted target gets its stack first, out of line, then takes the same switch
+        // as a suspended one, expanded once, here in the caller's own frame: not in a
+        // function of its own, whose `ret` after the switch would be mispredicted (the
+        // return stack buffer then holds the calls the child made and never returned from).
+        if state == State::Unstarted
+            && let Err(error) = prepare(ts, &target)
+        {
+            return Err(error.into());
         }
-        if state == State::Unstarted {
-            return start(ts, target, delivery);
+        if state == State::Suspended || state == State::Unstarted {
+            return switch_to(ts, target, delivery);
         }
     }
     transfer_unusual(ts, target, delivery.into_delivery())
