@@ -17,7 +17,7 @@
 //!    and leaves its stack for good.
 
 use std::any::Any;
-use std::borrow::Cow;
+use std::borrow::Borrow;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
@@ -188,29 +188,34 @@ fn live_ancestor(greenlet: &Greenlet) -> Greenlet {
 /// returns what the current greenlet receives when it is resumed.
 #[inline(always)]
 pub(crate) fn transfer(target: &Greenlet, delivery: impl Outgoing) -> Result<Value, Error> {
-    transfer_to(Cow::Borrowed(target), delivery)
+    transfer_to(target, delivery)
 }
 
 /// [`transfer`] to a handle we own, which is dropped before the stack switch (see
 /// [`switch_to`]), so that it does not wait on the switching greenlet's stack.
 #[inline(always)]
 pub(crate) fn transfer_owned(target: Greenlet, delivery: impl Outgoing) -> Result<Value, Error> {
-    transfer_to(Cow::Owned(target), delivery)
+    transfer_to(target, delivery)
 }
 
 /// [`transfer`] and [`transfer_owned`]: the two common cases inline, the rest out of line.
+///
+/// `target` is a borrowed or an owned handle: a type parameter rather than a `Cow`, so that
+/// a borrowed one leaves no drop to plan for (with a `Cow`, the value in flight was kept in
+/// memory for a landing pad in case dropping the handle unwound).
 #[inline(always)]
-fn transfer_to(target: Cow<'_, Greenlet>, delivery: impl Outgoing) -> Result<Value, Error> {
+fn transfer_to(target: impl Borrow<Greenlet>, delivery: impl Outgoing) -> Result<Value, Error> {
     let ts = thread::state()?;
+    let handle = target.borrow();
     // Two tests rather than a `match`, which compiles to a jump table.
-    if target.inner.owner == ts.serial {
-        let state = target.state();
+    if handle.inner.owner == ts.serial {
+        let state = handle.state();
         // An unstarted target gets its stack first, out of line, then takes the same switch
         // as a suspended one, expanded once, here in the caller's own frame: not in a
         // function of its own, whose `ret` after the switch would be mispredicted (the
         // return stack buffer then holds the calls the child made and never returned from).
         if state == State::Unstarted
-            && let Err(error) = prepare(ts, &target)
+            && let Err(error) = prepare(ts, handle)
         {
             return Err(error.into());
         }
@@ -225,10 +230,10 @@ fn transfer_to(target: Cow<'_, Greenlet>, delivery: impl Outgoing) -> Result<Val
 #[inline]
 fn start(
     ts: &ThreadState,
-    target: Cow<'_, Greenlet>,
+    target: impl Borrow<Greenlet>,
     delivery: impl Outgoing,
 ) -> Result<Value, Error> {
-    prepare(ts, &target)?;
+    prepare(ts, target.borrow())?;
     switch_to(ts, target, delivery)
 }
 
@@ -239,19 +244,20 @@ fn start(
 #[inline(never)]
 fn transfer_unusual(
     ts: &ThreadState,
-    target: Cow<'_, Greenlet>,
+    target: impl Borrow<Greenlet>,
     delivery: Delivery,
 ) -> Result<Value, Error> {
-    target.check_owner(ts)?;
-    match target.state() {
+    let handle = target.borrow();
+    handle.check_owner(ts)?;
+    match handle.state() {
         State::Suspended => switch_to(ts, target, delivery),
         State::Unstarted => start(ts, target, delivery),
-        State::Running => trace::run(ts, &target, &target, delivery).into_result(),
+        State::Running => trace::run(ts, handle, handle, delivery).into_result(),
         State::Dead => {
             // Holding a dead greenlet's handle is harmless: it cannot be killed.
-            let forwarded = live_ancestor(&target);
+            let forwarded = live_ancestor(handle);
             drop(target);
-            transfer_unusual(ts, Cow::Owned(forwarded), delivery.exit_as_value())
+            transfer_unusual(ts, forwarded, delivery.exit_as_value())
         }
     }
 }
@@ -285,15 +291,13 @@ fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
 #[inline(always)]
 fn switch_to(
     ts: &ThreadState,
-    target: Cow<'_, Greenlet>,
+    target: impl Borrow<Greenlet>,
     delivery: impl Outgoing,
 ) -> Result<Value, Error> {
-    target.inner.state.set(State::Running);
-    let to = target.context_ptr();
-    let origin = ts.replace_current(Shared::as_ptr(&target.inner));
-    // An owned target goes now: if it was the last handle, the target runs without any,
-    // and is killed or freed when it is next left.
-    drop(target);
+    let handle = target.borrow();
+    handle.inner.state.set(State::Running);
+    let to = handle.context_ptr();
+    let origin = ts.replace_current(Shared::as_ptr(&handle.inner));
     // SAFETY: the origin was running until now, so its state is alive (see `Shared`), and
     // it stays so while suspended: nothing runs that could free it before the receiving
     // side deals with it.
@@ -302,6 +306,9 @@ fn switch_to(
     let from = origin_inner.context_ptr();
     let mut parked = MaybeUninit::uninit();
     let handoff = ManuallyDrop::new(delivery.pack(origin, &mut parked));
+    // An owned target goes now, once what we deliver is packed: if it was the last handle,
+    // the target runs without any, and is killed or freed when it is next left.
+    drop(target);
     // SAFETY: `from` is the running greenlet's context and `to` a prepared context of this
     // thread; both live in greenlet state allocations, which the switch does not free (the
     // target's is the running one's once we switch, the origin's is left to the receiving
@@ -575,9 +582,7 @@ fn finish(ts: &ThreadState, outcome: impl Outgoing) -> ! {
     let parent = unsafe { (*me.parent.as_ptr()).as_ref() };
     match parent {
         // The usual case: back to the parent, suspended in a switch.
-        Some(parent) if parent.state() == State::Suspended => {
-            leave(ts, Cow::Borrowed(parent), outcome)
-        }
+        Some(parent) if parent.state() == State::Suspended => leave(ts, parent, outcome),
         _ => finish_further(ts, me.parent(), outcome),
     }
 }
@@ -587,10 +592,10 @@ fn finish(ts: &ThreadState, outcome: impl Outgoing) -> ! {
 #[inline(never)]
 fn finish_further(ts: &ThreadState, parent: Option<Greenlet>, outcome: impl Outgoing) -> ! {
     match finish_target(ts, parent) {
-        Ok(target) => leave(ts, Cow::Owned(target), outcome),
+        Ok(target) => leave(ts, target, outcome),
         Err((target, error)) => {
             drop(outcome);
-            leave(ts, Cow::Owned(target), Delivery::Error(error))
+            leave(ts, target, Delivery::Error(error))
         }
     }
 }
@@ -629,19 +634,20 @@ fn finish_target(
 
 /// Leaves the finished current greenlet's stack for good, switching to `target`.
 #[inline(always)]
-fn leave(ts: &ThreadState, target: Cow<'_, Greenlet>, outcome: impl Outgoing) -> ! {
+fn leave(ts: &ThreadState, target: impl Borrow<Greenlet>, outcome: impl Outgoing) -> ! {
     let mut parked = MaybeUninit::uninit();
     let (from, to, handoff) = {
-        target.inner.state.set(State::Running);
-        let to = target.context_ptr();
-        let origin = ts.replace_current(Shared::as_ptr(&target.inner));
-        // Nothing with a destructor may stay on this stack. Dropping an owned `target` here
-        // runs no code of the user's: it is running now, so neither killed nor freed.
-        drop(target);
+        let handle = target.borrow();
+        handle.inner.state.set(State::Running);
+        let to = handle.context_ptr();
+        let origin = ts.replace_current(Shared::as_ptr(&handle.inner));
         // SAFETY: our own state, alive until the receiving side releases it.
         let from = unsafe { (*origin).context_ptr() };
         let mut handoff = outcome.pack(origin, &mut parked);
         handoff.unusual |= ORIGIN_DIED;
+        // Nothing with a destructor may stay on this stack. Dropping an owned `target` here
+        // runs no code of the user's: it is running now, so neither killed nor freed.
+        drop(target);
         (from, to, ManuallyDrop::new(handoff))
     };
     // SAFETY: `from` is our own context, `to` a prepared one of this thread, both in
