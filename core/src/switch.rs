@@ -273,7 +273,7 @@ fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
     if unsafe { (*slot).is_some() } {
         return Ok(());
     }
-    let stack = ts.pool.borrow_mut().take(greenlet.inner.stack_size)?;
+    let stack = ts.with_pool(|pool| pool.take(greenlet.inner.stack_size))?;
     let ts_ptr = ptr::from_ref(ts).cast_mut().cast::<()>();
     let context = DefaultContext::new(stack, greenlet_entry, ts_ptr);
     // SAFETY: as above; the slot is empty (checked above), so writing over it without
@@ -519,7 +519,7 @@ fn reclaim_stack(ts: &ThreadState, dead: &Inner) {
     if let Some(context) = context {
         // SAFETY: an exited context is not running.
         if let Some(stack) = unsafe { context.into_stack() } {
-            ts.pool.borrow_mut().give(stack);
+            ts.with_pool(|pool| pool.give(stack));
         }
     }
 }

@@ -43,7 +43,8 @@ pub(crate) struct ThreadState {
     /// greenlet is switched away from, and the switch's receiving side deals with a state
     /// left without handles (see [`crate::switch`]).
     current: Cell<*const Inner>,
-    pub(crate) pool: RefCell<StackPool>,
+    /// The thread's stack pool; reached only through [`ThreadState::with_pool`].
+    pool: UnsafeCell<StackPool>,
     pub(crate) tracer: Cell<Option<Tracer>>,
     /// Bumped by every `settrace`, so a tracer that replaced itself is not put back.
     pub(crate) tracer_epoch: Cell<u64>,
@@ -75,7 +76,7 @@ impl ThreadState {
             serial,
             main: Greenlet { inner },
             current: Cell::new(current),
-            pool: RefCell::new(StackPool::new()),
+            pool: UnsafeCell::new(StackPool::new()),
             tracer: Cell::new(None),
             tracer_epoch: Cell::new(0),
             unraisable: Cell::new(None),
@@ -90,6 +91,18 @@ impl ThreadState {
         Greenlet {
             inner: unsafe { Shared::new_handle(self.current.get()) },
         }
+    }
+
+    /// Runs `f` on the thread's stack pool.
+    ///
+    /// Not a `RefCell`: its borrow flag cost a test and two stores on every start and
+    /// every finish, and kept the stack in memory for a landing pad.
+    #[inline(always)]
+    pub(crate) fn with_pool<R>(&self, f: impl FnOnce(&mut StackPool) -> R) -> R {
+        // SAFETY: the only reference to the pool is this one: `ThreadState` is `!Sync` and
+        // this is the only access, `f` is our own code (see the callers) and the pool's
+        // methods call nothing of ours, so no second `with_pool` can start inside it.
+        f(unsafe { &mut *self.pool.get() })
     }
 
     /// The running greenlet's state: valid until the running greenlet switches away.
