@@ -543,6 +543,7 @@ unsafe extern "C" fn greenlet_entry(message: usize, data: *mut ()) -> ! {
 /// # Safety
 ///
 /// As for [`receive`].
+#[inline(always)]
 unsafe fn run_current(ts: &ThreadState, message: usize) -> ! {
     let failure = panic::catch_unwind(AssertUnwindSafe(|| -> Error {
         // SAFETY: the caller's contract.
@@ -555,7 +556,7 @@ unsafe fn run_current(ts: &ThreadState, message: usize) -> ! {
         // while it resumes us, or the kill failed and the state was leaked on purpose.
         let run = unsafe { &(*me).run };
         match first {
-            Ok(value) => run.call(value, &mut |returned| finish(ts, returned)),
+            Ok(value) => run.call(value, &mut |returned| finish_inline(ts, returned)),
             // Started by a throw: die of it without running.
             Err(other) => {
                 run.discard();
@@ -575,6 +576,12 @@ unsafe fn run_current(ts: &ThreadState, message: usize) -> ! {
 /// Marks the current greenlet dead and delivers `outcome` up its parent chain, starting an
 /// unstarted ancestor if that is where it lands. Never returns.
 fn finish(ts: &ThreadState, outcome: impl Outgoing) -> ! {
+    finish_inline(ts, outcome)
+}
+
+/// [`finish`], expanded where a greenlet returns a value: the usual way to finish.
+#[inline(always)]
+fn finish_inline(ts: &ThreadState, outcome: impl Outgoing) -> ! {
     let me = ts.current_inner();
     me.state.set(State::Dead);
     // SAFETY: a `Cell` hands out no references, and nothing replaces the parent while this
