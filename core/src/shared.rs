@@ -226,8 +226,9 @@ impl Drop for Shared {
 unsafe fn free(ptr: NonNull<Counted>) {
     // SAFETY: the allocation is alive (the caller's contract); only its address is taken.
     let inner = unsafe { &raw const (*ptr.as_ptr()).inner };
-    let ts = thread::state();
-    if let Ok(ts) = ts
+    // An `Option`, not the `Result`, whose error would have to be dropped.
+    let ts = thread::state().ok();
+    if let Some(ts) = ts
         && ptr::eq(ts.current_address(), inner)
     {
         return;
@@ -236,10 +237,10 @@ unsafe fn free(ptr: NonNull<Counted>) {
     // the state is dropped exactly once, here.
     unsafe { ptr::drop_in_place(inner.cast_mut()) };
     match ts {
-        Ok(ts) => ts.blocks.give(ptr),
+        Some(ts) => ts.blocks.give(ptr),
         // The thread state is gone (thread teardown): no cache to keep it in.
         // SAFETY: ours to free, allocated with this layout.
-        Err(_) => unsafe { alloc::dealloc(ptr.as_ptr().cast(), Layout::new::<Counted>()) },
+        None => unsafe { alloc::dealloc(ptr.as_ptr().cast(), Layout::new::<Counted>()) },
     }
 }
 

@@ -53,6 +53,15 @@ impl Delivery {
         }
     }
 
+    /// [`Delivery::into_result`] as an [`Outcome`], the error parked in `ts`.
+    fn into_outcome(self, ts: &ThreadState) -> Outcome {
+        match self {
+            Delivery::Value(value) => Some(value),
+            Delivery::Error(error) => ts.park_error(error),
+            Delivery::Panic(payload) => panic::resume_unwind(payload),
+        }
+    }
+
     /// A `GreenletExit` that reaches a parent (from a dying child, or forwarded by a dead
     /// greenlet) arrives as an ordinary value.
     fn exit_as_value(self) -> Delivery {
@@ -198,6 +207,13 @@ pub(crate) fn transfer_owned(target: Greenlet, delivery: impl Outgoing) -> Resul
     transfer_to(target, delivery)
 }
 
+/// What the inner switch functions return: the value received, or `None` once an error has
+/// been parked in the thread state ([`ThreadState::park_error`]) for [`transfer_to`], the
+/// public end, to return. An `Option<Value>` is two words, returned in registers; a
+/// `Result<Value, Error>` is five, returned through memory, and a switch returned one
+/// through every level and re-read it at each.
+type Outcome = Option<Value>;
+
 /// [`transfer`] and [`transfer_owned`]: the two common cases inline, the rest out of line.
 ///
 /// `target` is a borrowed or an owned handle: a type parameter rather than a `Cow`, so that
@@ -206,6 +222,19 @@ pub(crate) fn transfer_owned(target: Greenlet, delivery: impl Outgoing) -> Resul
 #[inline(always)]
 fn transfer_to(target: impl Borrow<Greenlet>, delivery: impl Outgoing) -> Result<Value, Error> {
     let ts = thread::state()?;
+    match transfer_in(ts, target, delivery) {
+        Some(value) => Ok(value),
+        None => Err(ts.take_parked_error()),
+    }
+}
+
+/// The body of [`transfer_to`].
+#[inline(always)]
+fn transfer_in(
+    ts: &ThreadState,
+    target: impl Borrow<Greenlet>,
+    delivery: impl Outgoing,
+) -> Outcome {
     let handle = target.borrow();
     // Two tests rather than a `match`, which compiles to a jump table.
     if handle.inner.owner == ts.serial {
@@ -217,7 +246,7 @@ fn transfer_to(target: impl Borrow<Greenlet>, delivery: impl Outgoing) -> Result
         if state == State::Unstarted
             && let Err(error) = prepare(ts, handle)
         {
-            return Err(error.into());
+            return ts.park_error(error.into());
         }
         if state == State::Suspended || state == State::Unstarted {
             return switch_to(ts, target, delivery);
@@ -228,12 +257,10 @@ fn transfer_to(target: impl Borrow<Greenlet>, delivery: impl Outgoing) -> Result
 
 /// Takes a stack for the unstarted `target` and switches to it, which starts it.
 #[inline]
-fn start(
-    ts: &ThreadState,
-    target: impl Borrow<Greenlet>,
-    delivery: impl Outgoing,
-) -> Result<Value, Error> {
-    prepare(ts, target.borrow())?;
+fn start(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Outgoing) -> Outcome {
+    if let Err(error) = prepare(ts, target.borrow()) {
+        return ts.park_error(error.into());
+    }
     switch_to(ts, target, delivery)
 }
 
@@ -246,13 +273,15 @@ fn transfer_unusual(
     ts: &ThreadState,
     target: impl Borrow<Greenlet>,
     delivery: Delivery,
-) -> Result<Value, Error> {
+) -> Outcome {
     let handle = target.borrow();
-    handle.check_owner(ts)?;
+    if let Err(error) = handle.check_owner(ts) {
+        return ts.park_error(error);
+    }
     match handle.state() {
         State::Suspended => switch_to(ts, target, delivery),
         State::Unstarted => start(ts, target, delivery),
-        State::Running => trace::run(ts, handle, handle, delivery).into_result(),
+        State::Running => trace::run(ts, handle, handle, delivery).into_outcome(ts),
         State::Dead => {
             // Holding a dead greenlet's handle is harmless: it cannot be killed.
             let forwarded = live_ancestor(handle);
@@ -289,11 +318,7 @@ fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
 /// stack switch: a handle waiting on this stack would keep it alive, unseen, until we are
 /// resumed, so that dropping its last visible handle would not kill it (catalog 76).
 #[inline(always)]
-fn switch_to(
-    ts: &ThreadState,
-    target: impl Borrow<Greenlet>,
-    delivery: impl Outgoing,
-) -> Result<Value, Error> {
+fn switch_to(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Outgoing) -> Outcome {
     let handle = target.borrow();
     handle.inner.state.set(State::Running);
     let to = handle.context_ptr();
@@ -316,7 +341,7 @@ fn switch_to(
     // can go away (see `Handoff`).
     let message = unsafe { DefaultContext::switch(from, to, handoff_address(&handoff)) };
     // SAFETY: whoever resumed us passed the address of their handoff.
-    unsafe { receive_result(ts, message) }
+    unsafe { receive_outcome(ts, message) }
 }
 
 /// The `usize` a switch carries: the address of the switching side's handoff.
@@ -348,19 +373,20 @@ unsafe fn receive(ts: &ThreadState, message: usize) -> Result<Value, Delivery> {
     }
 }
 
-/// [`receive`] for a pending switch, which returns an error as `Err` and resumes a panic.
+/// [`receive`] for a pending switch, which parks an error (see [`Outcome`]) and resumes a
+/// panic.
 ///
 /// # Safety
 ///
 /// As for [`receive`].
 #[inline(always)]
-unsafe fn receive_result(ts: &ThreadState, message: usize) -> Result<Value, Error> {
+unsafe fn receive_outcome(ts: &ThreadState, message: usize) -> Outcome {
     let handoff = ptr::with_exposed_provenance::<Handoff>(message);
     // SAFETY: the caller's contract.
     unsafe {
         match receive_usual(ts, handoff) {
-            Some(value) => Ok(value),
-            None => receive_unusual_result(ts, handoff),
+            Some(value) => Some(value),
+            None => receive_unusual_outcome(ts, handoff),
         }
     }
 }
@@ -390,17 +416,14 @@ unsafe fn receive_usual(ts: &ThreadState, handoff: *const Handoff) -> Option<Val
     }
 }
 
-/// The out-of-line part of [`receive_result`].
+/// The out-of-line part of [`receive_outcome`].
 ///
 /// # Safety
 ///
 /// As for [`receive_unusual`].
 #[cold]
 #[inline(never)]
-unsafe fn receive_unusual_result(
-    ts: &ThreadState,
-    handoff: *const Handoff,
-) -> Result<Value, Error> {
+unsafe fn receive_unusual_outcome(ts: &ThreadState, handoff: *const Handoff) -> Outcome {
     // SAFETY: the caller's contract; as in `receive_usual`, with the origin's stack
     // reclaimed only once the handoff has been moved out.
     unsafe {
@@ -411,13 +434,13 @@ unsafe fn receive_unusual_result(
             let origin = (*handoff).origin;
             reclaim_stack(ts, &*origin);
             release(origin);
-            return Ok(value);
+            return Some(value);
         }
     }
     // SAFETY: the caller's contract.
     match unsafe { receive_unusual(ts, handoff) } {
-        Ok(value) => Ok(value),
-        Err(unusual) => unusual.into_result(),
+        Ok(value) => Some(value),
+        Err(unusual) => unusual.into_outcome(ts),
     }
 }
 

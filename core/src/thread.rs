@@ -49,6 +49,9 @@ pub(crate) struct ThreadState {
     /// Bumped by every `settrace`, so a tracer that replaced itself is not put back.
     pub(crate) tracer_epoch: Cell<u64>,
     pub(crate) unraisable: Cell<Option<UnraisableHook>>,
+    /// An error on its way out of a switch (see `crate::switch::Outcome`): parked here by
+    /// the code that produced it, taken at once by the switch's public end.
+    parked_error: Cell<Option<Error>>,
     /// Freed greenlet state allocations, for the next greenlets (see [`Shared`]).
     pub(crate) blocks: BlockCache,
 }
@@ -80,6 +83,7 @@ impl ThreadState {
             tracer: Cell::new(None),
             tracer_epoch: Cell::new(0),
             unraisable: Cell::new(None),
+            parked_error: Cell::new(None),
             blocks: BlockCache::new(),
         }
     }
@@ -103,6 +107,25 @@ impl ThreadState {
         // this is the only access, `f` is our own code (see the callers) and the pool's
         // methods call nothing of ours, so no second `with_pool` can start inside it.
         f(unsafe { &mut *self.pool.get() })
+    }
+
+    /// Parks `error` for the switch's public end to return (see `crate::switch::Outcome`),
+    /// and returns the `None` that says so.
+    #[cold]
+    pub(crate) fn park_error<T>(&self, error: Error) -> Option<T> {
+        let earlier = self.parked_error.replace(Some(error));
+        debug_assert!(earlier.is_none(), "greenlet: an error parked twice");
+        None
+    }
+
+    /// The error parked by [`ThreadState::park_error`].
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn take_parked_error(&self) -> Error {
+        match self.parked_error.take() {
+            Some(error) => error,
+            None => crate::switch::fatal("greenlet: no error parked for a failed switch"),
+        }
     }
 
     /// The running greenlet's state: valid until the running greenlet switches away.
