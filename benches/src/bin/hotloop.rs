@@ -2,7 +2,7 @@
 //! under `perf record` or `valgrind --tool=callgrind` and divide by the count.
 //!
 //! ```text
-//! hotloop <raw|coro-backend|switch|corosensei|create|corosensei-create> [N]
+//! hotloop <raw|coro-backend|switch|corosensei|create|create-in-function|corosensei-create> [N]
 //! ```
 //!
 //! Prints the wall time per operation (noisy; a profiler's counts are the point).
@@ -71,6 +71,13 @@ fn main() {
                 black_box(out.downcast::<usize>().expect("a usize"));
             }
         }
+        "create-in-function" => {
+            // As `create`, with the create, switch and drop inside a function of their own,
+            // as most callers have them: that function returns after the child has died.
+            for i in 0..n {
+                black_box(create_run_drop(black_box(i as usize)));
+            }
+        }
         "corosensei-create" => {
             let mut stack = DefaultStack::default();
             for i in 0..n {
@@ -84,11 +91,20 @@ fn main() {
         other => {
             eprintln!(
                 "hotloop: unknown operation {other}: raw, coro-backend, switch, corosensei, \
-                 create or corosensei-create"
+                 create, create-in-function or corosensei-create"
             );
             std::process::exit(2);
         }
     }
     let ns = start.elapsed().as_nanos() as f64 / n as f64;
     println!("{which}: {ns:.2} ns per operation over {n}");
+}
+
+/// One create+run+drop, in a function the compiler keeps out of line.
+#[inline(never)]
+fn create_run_drop(input: usize) -> usize {
+    let g = Greenlet::new(Ok);
+    let out = g.switch(input).expect("it returns");
+    drop(g);
+    out.downcast::<usize>().expect("a usize")
 }
