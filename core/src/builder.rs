@@ -58,7 +58,7 @@ impl Builder {
     }
 
     /// Usable stack size in bytes (default:
-    /// [`DEFAULT_STACK_SIZE`](greenlet_backends::stack::DEFAULT_STACK_SIZE)); rounded up to
+    /// [`DEFAULT_STACK_SIZE`]); rounded up to
     /// the stack pool's size classes. A stack overflow hits a guard page and ends the
     /// process with a message.
     ///

@@ -3,18 +3,22 @@
 //!
 //! A switch in four steps:
 //! 1. [`transfer`] checks the owner thread and the target's state. The common cases, a
-//!    suspended greenlet of this thread or an unstarted one (given a stack by [`start`]),
-//!    go straight to [`switch_to`]; everything else (forwarding from a dead greenlet to
-//!    its nearest live ancestor, a switch to oneself, errors) is out of line in
-//!    [`transfer_unusual`].
+//!    suspended greenlet of this thread or an unstarted one (given a stack by [`prepare`]
+//!    first), go straight to [`switch_to`], expanded in the caller's frame; everything
+//!    else (forwarding from a dead greenlet to its nearest live ancestor, a switch to
+//!    oneself, errors) is out of line in [`transfer_unusual`].
 //! 2. [`switch_to`] makes the target current and writes a [`Handoff`] (what is delivered,
-//!    and the handle of the greenlet left) on the switching greenlet's own stack, then
+//!    and the state of the greenlet left) on the switching greenlet's own stack, then
 //!    switches contexts, passing the handoff's address as the backend's `usize`.
-//! 3. The resumed side runs [`receive`]: moves the handoff out *first*, then reclaims the
-//!    stack of a greenlet that just died, runs the trace hook, and drops the handle of the
-//!    greenlet it came from (which may kill that one).
+//! 3. The resumed side runs [`receive`]: moves the handoff out *first*; in the usual case
+//!    (a plain value, an origin that lives on and still has a handle, no trace hook) that
+//!    is all, tested with three loads. Otherwise it reclaims the stack of a greenlet that
+//!    just died, runs the trace hook, and kills or frees an origin left without handles.
 //! 4. A finishing greenlet runs [`finish`], which delivers its outcome to its parent chain
 //!    and leaves its stack for good.
+//!
+//! Inside, a switch returns an [`Outcome`] (the value, or `None` with the error parked in
+//! the thread state): two registers rather than a `Result` returned through memory.
 
 use std::any::Any;
 use std::borrow::Borrow;
