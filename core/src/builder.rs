@@ -57,10 +57,9 @@ impl Builder {
         self
     }
 
-    /// Usable stack size in bytes (default:
-    /// [`DEFAULT_STACK_SIZE`]); rounded up to
-    /// the stack pool's size classes. A stack overflow hits a guard page and ends the
-    /// process with a message.
+    /// Usable stack size in bytes (default: [`DEFAULT_STACK_SIZE`]); rounded up to the stack
+    /// pool's size classes. A stack overflow hits a guard page and ends the process with a
+    /// message.
     ///
     /// ```
     /// let g = greenlet::Builder::new().stack_size(4 << 20).build(|_| Ok(()));
