@@ -16,15 +16,16 @@ use crate::value::Value;
 /// Storage for a closure: four machine words, word-aligned.
 type ClosureBuf = MaybeUninit<[usize; 4]>;
 
-/// What becomes of the value a closure returns: for a greenlet, it finishes with it, so the
-/// continuation does not return; an `Error` keeps it callable from tests.
-pub(crate) type OnValue<'a> = &'a mut dyn FnMut(Value) -> Error;
+/// Where an error the closure returns goes (a greenlet parks it in its thread state), so
+/// that a call returns an `Option<Value>`, two registers: a `Result<Value, Error>` is
+/// returned through memory.
+pub(crate) type OnError<'a> = &'a mut dyn FnMut(Error);
 
 /// What an [`EntryClosure`] needs to know about the closure it holds.
 struct ClosureVTable {
-    /// Moves the closure out of the buffer and calls it with the first value; hands a
-    /// returned value to the continuation (see [`EntryClosure::call`]).
-    call: unsafe fn(*mut ClosureBuf, Value, OnValue<'_>) -> Error,
+    /// Moves the closure out of the buffer and calls it with the first value (see
+    /// [`EntryClosure::call`]).
+    call: unsafe fn(*mut ClosureBuf, Value, OnError<'_>) -> Option<Value>,
     /// Drops the closure in the buffer without calling it.
     drop: unsafe fn(*mut ClosureBuf),
 }
@@ -51,7 +52,7 @@ where
     /// # Safety
     ///
     /// `buf` holds an `F` (or a `Box<F>` if it does not fit), which is moved out.
-    unsafe fn call(buf: *mut ClosureBuf, first: Value, on_value: OnValue<'_>) -> Error {
+    unsafe fn call(buf: *mut ClosureBuf, first: Value, on_error: OnError<'_>) -> Option<Value> {
         // SAFETY: the caller's contract, as `EntryClosure::new` stored it.
         let run: F = unsafe {
             if fits_inline::<F>() {
@@ -61,8 +62,11 @@ where
             }
         };
         match run(first) {
-            Ok(value) => on_value(Value::new(value)),
-            Err(error) => error,
+            Ok(value) => Some(Value::new(value)),
+            Err(error) => {
+                on_error(error);
+                None
+            }
         }
     }
 
@@ -118,20 +122,17 @@ impl EntryClosure {
         }
     }
 
-    /// Takes the closure out and calls it with the first value. A value it returns goes to
-    /// `on_value`, whose result is returned; so is an error it returns. With no closure
-    /// left (or none ever), `on_value` gets `()`.
-    ///
-    /// The value is handed on rather than returned so that it travels in registers: a
-    /// `Result<Value, Error>` is returned through memory.
-    pub(crate) fn call(&self, first: Value, on_value: OnValue<'_>) -> Error {
+    /// Takes the closure out and calls it with the first value: returns the value it
+    /// returns, or hands the error it returns to `on_error` and returns `None`. With no
+    /// closure left (or none ever), the value is `()`.
+    pub(crate) fn call(&self, first: Value, on_error: OnError<'_>) -> Option<Value> {
         // Marked empty before the call, so nothing can reach the closure twice.
         let Some(vtable) = self.vtable.take() else {
-            return on_value(Value::unit());
+            return Some(Value::unit());
         };
         // SAFETY: a vtable was present, so the buffer holds the closure it describes; the
         // buffer is not touched again until a new closure is stored (never).
-        unsafe { (vtable.call)(self.buf.get(), first, on_value) }
+        unsafe { (vtable.call)(self.buf.get(), first, on_error) }
     }
 
     /// Drops the closure without calling it, if it is still there.
@@ -161,23 +162,19 @@ mod tests {
             EntryClosure::new(move |v: Value| Ok(v.downcast::<u64>().unwrap() + small_capture));
         let big_capture = [1_u64; 16];
         let large = EntryClosure::new(move |_: Value| Ok(big_capture.iter().sum::<u64>()));
-        let mut got = Vec::new();
-        let mut keep = |value: Value| {
-            got.push(value);
-            Error::msg("kept")
-        };
-        small.call(Value::new(1_u64), &mut keep);
-        small.call(Value::unit(), &mut keep);
-        large.call(Value::unit(), &mut keep);
-        EntryClosure::none().call(Value::unit(), &mut keep);
-        let failing = EntryClosure::new(|_: Value| -> Result<(), Error> { Err(Error::msg("no")) });
-        assert_eq!(failing.call(Value::unit(), &mut keep).to_string(), "no");
-        let [six, empty, sixteen, none] = <[Value; 4]>::try_from(got).unwrap();
+        let mut errors = Vec::new();
+        let mut keep = |error: Error| errors.push(error.to_string());
+        let six = small.call(Value::new(1_u64), &mut keep).unwrap();
         assert_eq!(six.downcast::<u64>().unwrap(), 6);
-        // Called once only: the second call finds no closure and hands on `()`.
-        assert!(empty.is::<()>());
+        // Called once only: the second call finds no closure and returns `()`.
+        assert!(small.call(Value::unit(), &mut keep).unwrap().is::<()>());
+        let sixteen = large.call(Value::unit(), &mut keep).unwrap();
         assert_eq!(sixteen.downcast::<u64>().unwrap(), 16);
+        let none = EntryClosure::none().call(Value::unit(), &mut keep).unwrap();
         assert!(none.is::<()>());
+        let failing = EntryClosure::new(|_: Value| -> Result<(), Error> { Err(Error::msg("no")) });
+        assert!(failing.call(Value::unit(), &mut keep).is_none());
+        assert_eq!(errors, ["no"]);
     }
 
     #[test]

@@ -95,10 +95,12 @@
 //!
 //! The first switch in pops this frame (rsp = top - 56 + 24 = top - 32) and jumps into
 //! `trampoline` with the value switched in still in rdi, where the block keeps it. The
-//! trampoline calls `entry(value, data)` with rsp = top - 32: 16-byte aligned, as the ABI
-//! wants before a `call`. `entry` never returns, so nothing above top - 32 is ever
-//! popped. Nothing on the stack points at the [`AsmContext`] itself, which may move
-//! freely until it is first resumed.
+//! trampoline enters `entry(value, data)` with rsp = top - 32: 16-byte aligned, as the ABI
+//! wants before a `call`. It does not `call` it: it pushes the return address itself and
+//! jumps, so that the return stack buffer gets no entry that `entry` would never pop (the
+//! code resumed after this context ends would have its next return mispredicted). `entry`
+//! never returns, so nothing above top - 32 is ever popped. Nothing on the stack points
+//! at the [`AsmContext`] itself, which may move freely until it is first resumed.
 //!
 //! # Linked backtraces
 //!
@@ -137,8 +139,9 @@
 //! whose frame addresses go down, which is what a jump to a stack mapped below the
 //! current one looks like. It also changes where unwinders look up unwind info: the
 //! resumer's frame is looked up at its exact resume address rather than the byte before,
-//! and GDB does the same for the trampoline's own frame, which is why the call into
-//! `entry` is followed by a `ud2`: it keeps that return address inside the function.
+//! and GDB does the same for the trampoline's own frame, which is why the jump into
+//! `entry` is followed by a `ud2`, where its return address points: it keeps that address
+//! inside the function.
 //! The resume address is the first instruction after the switch's block, inside the same
 //! function (the block has outputs, so code follows it), and the byte before it is
 //! inside the block, where the function's CFI is the same: either lookup finds the
@@ -278,7 +281,7 @@ macro_rules! resume_rdx {
     };
 }
 
-/// The bottom frame of every context: calls `entry(value, data)`.
+/// The bottom frame of every context: enters `entry(value, data)`, which never returns.
 ///
 /// Never called: the first switch into a new context jumps into it with rsp at top - 32,
 /// rdi = the value switched in and rbx = entry (see the module docs).
@@ -293,8 +296,9 @@ unsafe extern "sysv64" fn trampoline() {
         //   0x77 0x10   DW_OP_breg7 (rsp) + 16: the address of the link slot
         //   0x06        DW_OP_deref: the link, the resumer's switch frame
         //   0x23 0x18   DW_OP_plus_uconst 24: past its three words, to the resumer's CFA
-        // rsp stays at top - 32 from the first instruction to the call, so this rule
-        // holds everywhere in the function.
+        // rsp stays at top - 32 from the first instruction to the push before the jump
+        // into `entry`, which is also where unwinders find it coming from `entry`'s frame,
+        // so this rule holds everywhere in the function but on the jump (see there).
         ".cfi_escape 0x0f, 5, 0x77, 0x10, 0x06, 0x23, 0x18",
         // The resumer's registers, where its switch frame keeps them below that CFA.
         ".cfi_offset rbx, -8",
@@ -303,7 +307,19 @@ unsafe extern "sysv64" fn trampoline() {
         // Frame-pointer walkers: rbp -> {link, trampoline address} -> the resumer.
         "lea rbp, [rsp + 16]",
         "mov rsi, [rsp + 8]",
-        "call rbx",
+        // Into `entry` as a call would, but without one: a `call` pushes an entry on the
+        // return stack buffer that `entry` (which never returns) would leave there, and
+        // the first return of whoever resumes after this context's end would be predicted
+        // to it. The return address is pushed by hand, for unwinders.
+        //
+        // The rule above stays in force on the jump, one word off while it executes (a
+        // window of one instruction, as a switch has a dozen): unwinders look up a return
+        // address's row at the byte before it, which is the jump, and the frame they
+        // unwind into from `entry` has rsp back at top - 32, where the rule is right.
+        "lea rax, [rip + 2f]",
+        "push rax",
+        "jmp rbx",
+        "2:",
         // `entry` never returns; this keeps the return address inside the function.
         "ud2",
         ".cfi_endproc",
