@@ -7,8 +7,8 @@
 //! leak into a backend.
 //!
 //! Backends, chosen by `cfg_if!` in [`arch`]:
-//! - x86-64 System V and AArch64 (AAPCS64): hand-written assembly (on x86-64 an `asm!`
-//!   block expanded at each call site, on AArch64 `naked` functions);
+//! - x86-64 System V and AArch64 (AAPCS64): hand-written assembly, an `asm!` block
+//!   expanded at each call site;
 //! - every other target corosensei supports: a backend on corosensei;
 //! - anything else: a `compile_error!`.
 //!

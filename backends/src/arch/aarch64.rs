@@ -1,4 +1,4 @@
-//! AArch64 (AAPCS64) backend: context switching in hand-written `naked` assembly.
+//! AArch64 (AAPCS64) backend: context switching in inline assembly expanded at each caller.
 //!
 //! A WORD OF CAUTION: read this whole file before changing any of it. The frame layout
 //! drawn here, the offsets in the assembly, the words [`AsmContext::new`] writes and the
@@ -7,93 +7,128 @@
 //! # What a switch saves
 //!
 //! AAPCS64 lets a called function clobber everything except x19-x28, the frame pointer
-//! x29, sp and the low 64 bits of v8-v15 (d8-d15). `switch_impl` is called like any
-//! function (with `bl`, so x30 holds its return address), so the compiler has already
-//! saved everything else around the call; `switch_impl` saves x19-x30 and d8-d15 on the
-//! running stack, stores sp in `from.sp`, loads `to.sp` and restores the same set.
+//! x29, sp and the low 64 bits of v8-v15 (d8-d15). [`AsmContext::switch`] is
+//! `#[inline(always)]` and holds one `asm!` block, which declares every register the ABI
+//! lets a call clobber as clobbered (`clobber_abi("C")`: on Linux x0-x18, x30, all of
+//! v0-v31, which takes d8-d15 with it, and the SVE predicates), and x20-x28 too. v8-v15
+//! are named as well, though `clobber_abi` already covers them, so that the list states
+//! the whole callee-saved set it relies on. The compiler therefore saves around the
+//! block exactly the registers that hold live values there, and no more: in a loop that
+//! switches back and forth, that is often nothing but a couple of spilled pointers.
+//! Clobbering x20-x28 and d8-d15 also makes the enclosing function save those it uses
+//! in its prologue, with its own CFI, which is how an unwinder recovers them.
 //!
-//! FPCR (rounding mode, flush-to-zero, default NaN) is saved per context as well, the
-//! same policy as MXCSR on x86-64: a context that changes its rounding mode does not
-//! change anyone else's, and a new context starts with the FPCR of the code that created
-//! it, as a new POSIX thread does. Writing FPCR can stall the pipeline on some cores, so
-//! the switch writes it only when the resumed context's value differs from the current
-//! one. FPSR (the cumulative exception flags) is status, not control, and stays shared.
+//! x19 and x29 cannot be named as clobbers (LLVM reserves x19 as a base pointer and x29
+//! is the frame pointer), so the block stores them itself, together with the address at
+//! which it resumes and the running FPCR, and stores sp in `from.sp`. It then loads the
+//! same four words from `to.sp`, sets sp above them and branches to the loaded address:
+//! the label at the end of `to`'s own switch, or `trampoline` for a new context. sp
+//! leaves the block where it entered it, as the compiler expects.
+//!
+//! # Floating-point control state
+//!
+//! FPCR (rounding mode, flush-to-zero, default NaN, ...) is kept per context, the same
+//! policy as MXCSR and the x87 control word on x86-64: a context that changes its
+//! rounding mode does not change anyone else's, and a new context starts with the FPCR
+//! of the code that created it, as a new POSIX thread does. FPSR (the cumulative
+//! exception flags) is status, not control, and stays with the thread.
+//!
+//! FPCR lives in the switch frame, in the word that the 16-byte alignment of sp would
+//! otherwise leave empty: the switch reads the running FPCR (`mrs`), stores it there
+//! for the suspended context, and compares it with the word in `to`'s frame. Writing
+//! FPCR can stall the pipeline on some cores, and contexts almost never differ, so the
+//! switch writes it (`msr`) only when the resumed context's value differs.
+//!
+//! # Leaving a switch
+//!
+//! A switch does not end in `ret`: the address it loads belongs to the *other* context,
+//! which the return stack never predicts, so a `ret` would be mispredicted on every
+//! switch (and would pop an entry some later `ret` needed). It branches with `br`
+//! instead; since the block is expanded at each call site, each site's indirect-branch
+//! history is its own, and a loop that switches between two contexts is predicted
+//! perfectly. The return stack is left untouched. (Neither the resume label nor
+//! `trampoline` starts with a `bti j`: Rust does not enable BTI on this target, and an
+//! object built with `-Z branch-protection=bti` would need one at both.)
 //!
 //! # The switch frame
 //!
-//! A suspended context's `sp` points at the frame `switch_impl` stored:
+//! A suspended context's `sp` points at the four words its switch stored:
 //!
 //! ```text
-//!              +------------------+  <- CFA: the caller's sp once `switch_impl` returns
-//!     sp + 168 | (unused)         |
-//!     sp + 160 | FPCR             |
-//!     sp + 152 | d15              |
-//!       ...    |  ...             |  d(8 + k) at sp + 96 + 8k
-//!     sp +  96 | d8               |
-//!     sp +  88 | x28              |
-//!       ...    |  ...             |  x(19 + k) at sp + 16 + 8k
-//!     sp +  16 | x19              |
-//!     sp +   8 | x30 (lr)         |  the return address into the caller
-//!     sp +   0 | x29 (fp)         |  <- frame record {x29, x30}: the link slot of
-//!              +------------------+     whatever this context resumes points here
+//!              +------------------+  <- CFA: sp when the switch began, 16-byte aligned
+//!     sp + 24  | FPCR             |  CFA -  8 (not a DWARF register: no CFI)
+//!     sp + 16  | saved x19        |  CFA - 16
+//!     sp +  8  | resume address   |  CFA - 24: the label ending the suspended switch
+//!     sp +  0  | saved x29        |  CFA - 32 <- frame record {x29, resume address}: the
+//!              +------------------+     link of whatever this context resumes points here
 //!                                   <- AsmContext::sp
 //! ```
 //!
-//! Offsets: twelve general registers (x19-x30) take 12 * 8 = 96 bytes, eight d registers
-//! 8 * 8 = 64, FPCR 8 more; 96 + 64 + 8 = 168, rounded up to the 16-byte alignment sp
-//! must keep is 176. The pairs go in with `stp`, 16 bytes apart: x29/x30 at 0, x19/x20
-//! at 16, x21/x22 at 32, x23/x24 at 48, x25/x26 at 64, x27/x28 at 80, d8/d9 at 96,
-//! d10/d11 at 112, d12/d13 at 128, d14/d15 at 144, FPCR at 160. The CFA (the caller's sp
-//! after the return) is `sp + 176`; counted down from it each slot at `sp + n` is at
-//! `CFA - (176 - n)`: x29 -176, x30 -168, x19 -160, ..., x28 -88, d8 -80, ..., d15 -24.
-//! The frame record sits at `sp + 0`, so a context's `sp` *is* its frame record.
+//! Offsets: four words of 8 bytes make 32, a multiple of the 16 bytes sp must keep.
+//! `asm!` without `nostack` may store below sp, and sp is always 16-byte aligned on
+//! AArch64, so `stp x29, <resume address>, [sp, #-32]!` puts x29 at CFA - 32 and the
+//! resume address at CFA - 24, leaving sp = CFA - 32; `stp x19, <FPCR>, [sp, #16]` puts
+//! x19 at CFA - 16 and FPCR at CFA - 8. x29 and the resume address form a frame record at
+//! `sp` itself, and the CFA is `sp + 32`. Resuming, the switch reads the four words of
+//! the target's frame at `to.sp + 0`, `+ 8` (`ldp`) and `+ 16`, `+ 24` (`ldp`), then sets
+//! sp to `to.sp + 32`, the CFA.
 //!
 //! # A new context
 //!
 //! [`AsmContext::new`] writes, at the top of the context's stack, a switch frame that
-//! looks as if the context had called `switch_impl` from the first instruction of
-//! `trampoline`, with `entry` and `data` in the x19 and x20 slots:
+//! resumes at the first instruction of `trampoline`, with `entry` in the x19 slot, the
+//! creator's FPCR in the FPCR slot and `data` in a word above the frame:
 //!
 //! ```text
 //!              +------------------+  <- GuardedStack::top(), 16-byte aligned
-//!    top -   8 | trampoline addr  |  return-address half of the bottom frame record
-//!    top -  16 | link             |  <- sp inside `trampoline`; x29 there points here too
+//!    top -  8  | trampoline addr  |  return-address half of the bottom frame record
+//!    top - 16  | link             |  <- x29 inside `trampoline` points here
+//!    top - 24  | data             |  [`AsmContext::set_data`] rewrites this word
+//!    top - 32  | 0 (padding)      |  <- sp inside `trampoline`, 16-byte aligned
 //!              +------------------+
-//!    top -  24 | (unused)         |
-//!    top -  32 | FPCR of creator  |
-//!    top -  40 | d15 = 0          |
-//!       ...    |  ...             |  d(8 + k) at top - 96 + 8k, all 0
-//!    top -  96 | d8 = 0           |
-//!    top - 104 | x28 = 0          |
-//!       ...    |  ...             |  x(19 + k) at top - 176 + 8k, 0 from x21 up
-//!    top - 168 | x20 = data       |  [`AsmContext::set_data`] rewrites this word
-//!    top - 176 | x19 = entry      |
-//!    top - 184 | x30 = trampoline |  the first switch in `ret`s here
-//!    top - 192 | x29 = 0          |
-//!              +------------------+  <- initial AsmContext::sp = top - 16 - 176 = top - 192
+//!    top - 40  | FPCR of creator  |
+//!    top - 48  | x19 = entry      |
+//!    top - 56  | trampoline addr  |  "resume address": the first switch branches here
+//!    top - 64  | x29 = 0          |
+//!              +------------------+  <- initial AsmContext::sp = top - 32 - 32 = top - 64
 //! ```
 //!
-//! The first switch in pops this frame (sp = top - 192 + 176 = top - 16) and returns into
-//! `trampoline`, which calls `entry(value, data)` with sp = top - 16, 16-byte aligned as
-//! AAPCS64 requires. `entry` never returns, so nothing above top - 16 is ever popped.
-//! Nothing in the frame points at the [`AsmContext`] itself, which may move freely until
+//! The first switch in loads this frame, sets sp = top - 64 + 32 = top - 32 and branches
+//! into `trampoline` with the value switched in still in x0, where the block keeps it.
+//! The trampoline calls `entry(value, data)` with sp = top - 32: 16-byte aligned, as
+//! AAPCS64 requires. `entry` never returns, so nothing above top - 32 is ever popped.
+//! Nothing on the stack points at the [`AsmContext`] itself, which may move freely until
 //! it is first resumed.
 //!
 //! # Linked backtraces
 //!
-//! The word at top - 16, the *link*, points at the frame record (the `sp`) of the switch
-//! frame of whoever resumed this context last: every switch into a context rewrites it
-//! (`AsmContext::link` says where it is). `trampoline`'s CFI tells the unwinder that its
-//! caller's CFA is `[sp] + 176`, read through the link, and that the caller's registers
-//! are saved below that CFA as in any switch frame. Backtraces, debuggers and the panic
-//! runtime's search phase therefore walk from a context's frames into the code that
-//! resumed it, and on through that code's own resumer.
+//! The word at top - 16, the *link*, points at the frame record of the switch frame of
+//! whoever resumed this context last: every switch into a context rewrites it
+//! (`AsmContext::link` says where it is). A thread's context has no such slot; its
+//! `link` points at `LINK_SINK`, a thread-local word nothing reads, so that the switch
+//! writes a link without asking whether there is one. `trampoline`'s CFI tells the
+//! unwinder that its caller's CFA is `[sp + 16] + 32`, read through the link, and that
+//! the caller's x29, resume address (the return-address column, x30) and x19 are saved
+//! below that CFA as in any switch frame. From there the unwinder is in the resumer's own
+//! function, at the label ending its switch, with sp as it was when the switch began:
+//! that function's own CFI, which knows nothing of the switch frame, describes the rest
+//! of its frame, including the x20-x28 and d8-d15 its prologue saved. Backtraces,
+//! debuggers and the panic runtime's search phase therefore walk from a context's
+//! frames into the code that resumed it, and on through that code's own resumer.
+//!
+//! The stores in the switch carry no CFI of their own: the block sits inside a function
+//! the compiler lays out, whose CFA may be defined by sp or by x29, so no directive in
+//! it could be right in both cases. Each store names instead the lines of
+//! `trampoline`'s CFI that describe it once the context is suspended. (An unwinder
+//! stopped *inside* the fifteen instructions of a switch, by a sampling profiler for
+//! instance, sees the enclosing function's CFI and may misplace that one frame;
+//! corosensei has the same window.)
 //!
 //! This chain only ever names suspended frames: the context that resumed us has been
 //! suspended since, and so has the one that resumed it, back to the thread's stack.
 //! [`AsmContext::exit`] breaks that rule, since the context that resumes its target is
 //! going away, so `exit` points the target's link at `TERMINAL_FRAME`, a switch frame
-//! of zeros whose return address 0 ends every unwind.
+//! of zeros whose resume address 0 ends every unwind.
 //!
 //! The frame record at top - 16, {link, trampoline address}, continues the x29 chain in
 //! the same way, for profilers that walk frame pointers instead of reading CFI.
@@ -101,13 +136,18 @@
 //! `trampoline` is marked as a signal frame, as corosensei does: GDB refuses a backtrace
 //! whose frame addresses go down, which is what a jump to a stack mapped below the
 //! current one looks like. It also changes where unwinders look up unwind info: the
-//! resumer's frame is looked up at its exact return address rather than the byte before,
+//! resumer's frame is looked up at its exact resume address rather than the byte before,
 //! and GDB does the same for the trampoline's own frame, which is why the call into
 //! `entry` is followed by a `brk`: it keeps that return address inside the function.
+//! The resume address is the first instruction after the switch's block, inside the same
+//! function (the block has outputs, so code follows it), and the instruction before it
+//! is inside the block, where the function's CFI is the same: either lookup finds the
+//! right row.
 
 use crate::stack::GuardedStack;
 use crate::{Context, EntryFn};
-use core::arch::naked_asm;
+use core::arch::{asm, naked_asm};
+use core::cell::Cell;
 use core::mem::offset_of;
 use core::ptr;
 
@@ -146,244 +186,101 @@ pub struct AsmContext {
     /// that has never been switched away from.
     sp: *mut u8,
     /// The link slot at the top of this context's stack, rewritten on every switch into
-    /// the context; null for the thread's context.
+    /// the context; this thread's `LINK_SINK` for the thread's context.
     link: *mut *const u8,
     /// `None` for the thread's context.
     stack: Option<GuardedStack>,
 }
 
-/// Bytes in a switch frame: x19-x30, d8-d15 and FPCR, rounded up to 16.
-const SWITCH_FRAME: usize = (12 + 8 + 1 + 1) * 8;
-/// Bytes above the initial switch frame: the link slot and the word above it.
-const TOP_RESERVED: usize = 16;
-/// Word offsets, from a switch frame's start, of the slots `new` fills.
-const X30_WORD: usize = 1;
+/// Bytes in a switch frame: saved x29, resume address, saved x19, FPCR.
+const SWITCH_FRAME: usize = 4 * 8;
+/// Word offsets, from a switch frame's start, of the slots `new` fills. The frame record
+/// {x29, resume address} starts at word 0, so a link points at the frame itself.
+const X29_WORD: usize = 0;
+const RESUME_WORD: usize = 1;
 const X19_WORD: usize = 2;
-const X20_WORD: usize = 3;
-const FPCR_WORD: usize = 20;
+const FPCR_WORD: usize = 3;
+/// Bytes above the initial switch frame: padding, data, link, trampoline address.
+const TOP_RESERVED: usize = 4 * 8;
+/// Word offsets from the top of a new context's stack, counted down (see the diagram).
+const TOP_TRAMPOLINE: usize = 1;
+const TOP_LINK: usize = 2;
+const TOP_DATA: usize = 3;
+/// `data` seen from the initial switch frame's start: top - 24 = (top - 64) + 40.
+const DATA_WORD: usize = (TOP_RESERVED + SWITCH_FRAME) / 8 - TOP_DATA;
 
-const _: () = assert!(SWITCH_FRAME == 176 && SWITCH_FRAME.is_multiple_of(16));
-const _: () = assert!(FPCR_WORD * 8 == 160);
+// The assembly and the CFI bytes spell both sizes out as 32 (see the module docs).
+const _: () = assert!(SWITCH_FRAME == 32 && TOP_RESERVED == 32);
+const _: () = assert!(SWITCH_FRAME.is_multiple_of(16) && TOP_RESERVED.is_multiple_of(16));
+const _: () = assert!(FPCR_WORD * 8 == SWITCH_FRAME - 8);
+const _: () = assert!(DATA_WORD == 5);
 
 /// A switch frame of zeros: the link of a context resumed by [`AsmContext::exit`] points
-/// at its frame record (word 0), whose return address 0 ends every unwind. The unwinder
-/// reads the saved registers from all over the frame, so all of it must exist.
+/// at it, and its resume address 0 ends every unwind. The unwinder reads x29, the resume
+/// address and x19 from it, so the whole frame must exist.
 static TERMINAL_FRAME: [usize; SWITCH_FRAME / 8] = [0; SWITCH_FRAME / 8];
 
-fn terminal_record() -> *const u8 {
-    TERMINAL_FRAME.as_ptr().cast()
+std::thread_local! {
+    /// Where switches into a thread's context write the link it has no slot for; never
+    /// read. Constant-initialised and without a destructor, so it lives, at one address,
+    /// as long as the thread.
+    static LINK_SINK: Cell<*const u8> = const { Cell::new(ptr::null()) };
 }
 
-/// The second half of `switch_impl`, shared with `exit_impl`: resumes the context in x1,
-/// pointing its link (if it has one) at the frame record in x9, and returns x0 to it.
+/// The second half of a switch, shared by [`AsmContext::switch`] and
+/// [`AsmContext::exit`]: resumes the context whose switch frame is at x12 (its `sp`,
+/// already read; its link already written), writing its FPCR only if it differs from
+/// the running one, in x10. x0 (the value handed over) passes through untouched.
 ///
-/// Uses the `sp` and `link` const operands of the `naked_asm!` it is expanded into.
-macro_rules! resume_x1 {
+/// Labels 4 and 5 are its own.
+macro_rules! resume_x12 {
     () => {
         concat!(
-            // Link the target to its resumer, unless it is a thread context (link null).
-            "ldr x10, [x1, #{link}]\n",
-            "cbz x10, 2f\n",
-            "str x9, [x10]\n",
-            "2:\n",
-            // From here on sp is the target's switch frame; its layout is ours.
-            "ldr x9, [x1, #{sp}]\n",
-            "mov sp, x9\n",
-            ".cfi_def_cfa sp, 176\n",
-            ".cfi_offset x29, -176\n",
-            ".cfi_offset x30, -168\n",
-            ".cfi_offset x19, -160\n",
-            ".cfi_offset x20, -152\n",
-            ".cfi_offset x21, -144\n",
-            ".cfi_offset x22, -136\n",
-            ".cfi_offset x23, -128\n",
-            ".cfi_offset x24, -120\n",
-            ".cfi_offset x25, -112\n",
-            ".cfi_offset x26, -104\n",
-            ".cfi_offset x27, -96\n",
-            ".cfi_offset x28, -88\n",
-            ".cfi_offset d8, -80\n",
-            ".cfi_offset d9, -72\n",
-            ".cfi_offset d10, -64\n",
-            ".cfi_offset d11, -56\n",
-            ".cfi_offset d12, -48\n",
-            ".cfi_offset d13, -40\n",
-            ".cfi_offset d14, -32\n",
-            ".cfi_offset d15, -24\n",
-            "ldp x19, x20, [sp, #16]\n",
-            "ldp x21, x22, [sp, #32]\n",
-            "ldp x23, x24, [sp, #48]\n",
-            "ldp x25, x26, [sp, #64]\n",
-            "ldp x27, x28, [sp, #80]\n",
-            "ldp d8, d9, [sp, #96]\n",
-            "ldp d10, d11, [sp, #112]\n",
-            "ldp d12, d13, [sp, #128]\n",
-            "ldp d14, d15, [sp, #144]\n",
-            // FPCR only if it differs: writing it may stall.
-            "ldr x9, [sp, #160]\n",
-            "mrs x10, fpcr\n",
-            "cmp x9, x10\n",
-            "b.eq 3f\n",
-            "msr fpcr, x9\n",
-            "3:\n",
-            "ldp x29, x30, [sp], #176\n",
-            ".cfi_def_cfa_offset 0\n",
-            ".cfi_restore x29\n",
-            ".cfi_restore x30\n",
-            ".cfi_restore x19\n",
-            ".cfi_restore x20\n",
-            ".cfi_restore x21\n",
-            ".cfi_restore x22\n",
-            ".cfi_restore x23\n",
-            ".cfi_restore x24\n",
-            ".cfi_restore x25\n",
-            ".cfi_restore x26\n",
-            ".cfi_restore x27\n",
-            ".cfi_restore x28\n",
-            ".cfi_restore d8\n",
-            ".cfi_restore d9\n",
-            ".cfi_restore d10\n",
-            ".cfi_restore d11\n",
-            ".cfi_restore d12\n",
-            ".cfi_restore d13\n",
-            ".cfi_restore d14\n",
-            ".cfi_restore d15\n",
-            // Into the target's caller, or into `trampoline` for a new context.
-            "ret\n",
+            // The target's frame: x29 and the resume address, then x19 and its FPCR.
+            "ldp x29, x9, [x12]\n",
+            "ldp x19, x11, [x12, #16]\n",
+            // From here on sp is the target's: where it was when its switch began.
+            "add sp, x12, #32\n",
+            // Same FPCR as now (the usual case)? Then write nothing: writing may stall.
+            "cmp x10, x11\n",
+            "b.ne 5f\n",
+            // Into the target's switch, or into `trampoline` for a new context; a `br`,
+            // not a `ret` (see the module docs).
+            "4:\n",
+            "br x9\n",
+            "5:\n",
+            "msr fpcr, x11\n",
+            "b 4b\n",
         )
     };
 }
 
-/// Saves the running context into `from`, resumes `to` and returns `value` to it.
-///
-/// Returns, in the saved context, whatever the switch that resumes it passes.
-///
-/// # Safety
-///
-/// As for [`Context::switch`]; `to.sp` must point at a switch frame.
-#[unsafe(naked)]
-unsafe extern "C" fn switch_impl(
-    from: *mut AsmContext,
-    to: *mut AsmContext,
-    value: usize,
-) -> usize {
-    // x0 = from, x1 = to, x2 = value. Scratch: x9, x10 (caller-saved temporaries).
-    naked_asm!(
-        ".cfi_startproc",
-        // Build the switch frame; each store is paired with its CFI.
-        "stp x29, x30, [sp, #-176]!",
-        ".cfi_def_cfa_offset 176",
-        ".cfi_offset x29, -176",
-        ".cfi_offset x30, -168",
-        "stp x19, x20, [sp, #16]",
-        ".cfi_offset x19, -160",
-        ".cfi_offset x20, -152",
-        "stp x21, x22, [sp, #32]",
-        ".cfi_offset x21, -144",
-        ".cfi_offset x22, -136",
-        "stp x23, x24, [sp, #48]",
-        ".cfi_offset x23, -128",
-        ".cfi_offset x24, -120",
-        "stp x25, x26, [sp, #64]",
-        ".cfi_offset x25, -112",
-        ".cfi_offset x26, -104",
-        "stp x27, x28, [sp, #80]",
-        ".cfi_offset x27, -96",
-        ".cfi_offset x28, -88",
-        "stp d8, d9, [sp, #96]",
-        ".cfi_offset d8, -80",
-        ".cfi_offset d9, -72",
-        "stp d10, d11, [sp, #112]",
-        ".cfi_offset d10, -64",
-        ".cfi_offset d11, -56",
-        "stp d12, d13, [sp, #128]",
-        ".cfi_offset d12, -48",
-        ".cfi_offset d13, -40",
-        "stp d14, d15, [sp, #144]",
-        ".cfi_offset d14, -32",
-        ".cfi_offset d15, -24",
-        "mrs x9, fpcr",
-        "str x9, [sp, #160]",
-        // Suspend: the frame is complete, publish it. It is also our frame record, for
-        // the target's link.
-        "mov x9, sp",
-        "str x9, [x0, #{sp}]",
-        "mov x0, x2",
-        resume_x1!(),
-        ".cfi_endproc",
-        sp = const offset_of!(AsmContext, sp),
-        link = const offset_of!(AsmContext, link),
-    )
-}
-
-/// Resumes `to` without saving anything, returning `value` to it and pointing its link
-/// at `record`.
-///
-/// # Safety
-///
-/// As for [`Context::exit`]; `record` is the frame record of a switch frame whose words
-/// stay readable while `to` runs.
-#[unsafe(naked)]
-unsafe extern "C" fn exit_impl(to: *mut AsmContext, value: usize, record: *const u8) -> ! {
-    // x0 = to, x1 = value, x2 = record; `resume_x1` wants x1 = to, x9 = record,
-    // x0 = value.
-    naked_asm!(
-        ".cfi_startproc",
-        "mov x9, x2",
-        "mov x3, x0",
-        "mov x0, x1",
-        "mov x1, x3",
-        resume_x1!(),
-        ".cfi_endproc",
-        sp = const offset_of!(AsmContext, sp),
-        link = const offset_of!(AsmContext, link),
-    )
-}
-
 /// The bottom frame of every context: calls `entry(value, data)`.
 ///
-/// Never called: the first switch into a new context returns into it with sp at the
-/// link slot (top - 16), x0 = the value switched in, x19 = entry and x20 = data.
+/// Never called: the first switch into a new context branches into it with sp at
+/// top - 32, x0 = the value switched in and x19 = entry (see the module docs).
 #[unsafe(naked)]
 unsafe extern "C" fn trampoline() {
     naked_asm!(
         ".cfi_startproc",
         ".cfi_signal_frame",
-        // The caller (the resumer) has CFA = [link] + 176 and link = sp, so:
+        // The caller (the resumer) has CFA = [link] + 32 and link = sp + 16, so:
         //   0x0f        DW_CFA_def_cfa_expression
-        //   6           length of the expression in bytes
-        //   0x8f 0x00   DW_OP_breg31 (sp) + 0: the address of the link slot
-        //   0x06        DW_OP_deref: the link, the resumer's frame record
-        //   0x23 0xb0 0x01
-        //               DW_OP_plus_uconst 176 (ULEB128: 0x30 | 0x80, then 176 >> 7 = 1):
-        //               past the resumer's switch frame, to its CFA
-        // sp stays at the link slot from the first instruction to the call, so this
-        // rule holds everywhere in the function.
-        ".cfi_escape 0x0f, 6, 0x8f, 0x00, 0x06, 0x23, 0xb0, 0x01",
-        // The resumer's registers, where its switch frame keeps them below that CFA.
-        ".cfi_offset x29, -176",
-        ".cfi_offset x30, -168",
-        ".cfi_offset x19, -160",
-        ".cfi_offset x20, -152",
-        ".cfi_offset x21, -144",
-        ".cfi_offset x22, -136",
-        ".cfi_offset x23, -128",
-        ".cfi_offset x24, -120",
-        ".cfi_offset x25, -112",
-        ".cfi_offset x26, -104",
-        ".cfi_offset x27, -96",
-        ".cfi_offset x28, -88",
-        ".cfi_offset d8, -80",
-        ".cfi_offset d9, -72",
-        ".cfi_offset d10, -64",
-        ".cfi_offset d11, -56",
-        ".cfi_offset d12, -48",
-        ".cfi_offset d13, -40",
-        ".cfi_offset d14, -32",
-        ".cfi_offset d15, -24",
+        //   5           length of the expression in bytes
+        //   0x8f 0x10   DW_OP_breg31 (sp) + 16: the address of the link slot
+        //   0x06        DW_OP_deref: the link, the resumer's switch frame
+        //   0x23 0x20   DW_OP_plus_uconst 32: past its four words, to the resumer's CFA
+        // sp stays at top - 32 from the first instruction to the call, so this rule
+        // holds everywhere in the function.
+        ".cfi_escape 0x0f, 5, 0x8f, 0x10, 0x06, 0x23, 0x20",
+        // The resumer's registers, where its switch frame keeps them below that CFA. x30
+        // is the return-address column: the resumer continues at its resume address.
+        ".cfi_offset x19, -16",
+        ".cfi_offset x30, -24",
+        ".cfi_offset x29, -32",
         // Frame-pointer walkers: x29 -> {link, trampoline address} -> the resumer.
-        "mov x29, sp",
-        "mov x1, x20",
+        "add x29, sp, #16",
+        "ldr x1, [sp, #8]",
         "blr x19",
         // `entry` never returns; this keeps the return address inside the function.
         "brk #0",
@@ -395,9 +292,7 @@ unsafe extern "C" fn trampoline() {
 fn fpcr() -> usize {
     let value: usize;
     // SAFETY: reading FPCR has no side effects.
-    unsafe {
-        core::arch::asm!("mrs {}, fpcr", out(reg) value, options(nomem, nostack, preserves_flags))
-    };
+    unsafe { asm!("mrs {}, fpcr", out(reg) value, options(nomem, nostack, preserves_flags)) };
     value
 }
 
@@ -407,7 +302,9 @@ unsafe impl Context for AsmContext {
     fn thread() -> Self {
         AsmContext {
             sp: ptr::null_mut(),
-            link: ptr::null_mut(),
+            // The context is only ever used on this thread (it is not `Send`), where the
+            // sink stays valid; writing to it through this pointer is all anyone does.
+            link: LINK_SINK.with(Cell::as_ptr),
             stack: None,
         }
     }
@@ -419,21 +316,21 @@ unsafe impl Context for AsmContext {
         assert!(stack.usable_size() >= TOP_RESERVED + SWITCH_FRAME);
         let top = stack.top().cast::<usize>();
         let tramp = trampoline as *const () as usize;
-        // SAFETY: `top` is 16-byte aligned and the 192 bytes below it lie in the usable
+        // SAFETY: `top` is 16-byte aligned and the 64 bytes below it lie in the usable
         // part of a stack we own exclusively (checked just above); nothing runs on it yet.
         let (sp, link) = unsafe {
-            let link = top.sub(2);
-            top.sub(1).write(tramp);
-            link.write(terminal_record() as usize);
-            let frame = link.sub(SWITCH_FRAME / 8);
-            for word in 0..SWITCH_FRAME / 8 {
+            let frame = top.sub((TOP_RESERVED + SWITCH_FRAME) / 8);
+            for word in 0..(TOP_RESERVED + SWITCH_FRAME) / 8 {
                 frame.add(word).write(0);
             }
-            frame.add(X30_WORD).write(tramp);
+            top.sub(TOP_TRAMPOLINE).write(tramp);
+            top.sub(TOP_LINK).write(TERMINAL_FRAME.as_ptr() as usize);
+            top.sub(TOP_DATA).write(data as usize);
+            frame.add(X29_WORD).write(0);
+            frame.add(RESUME_WORD).write(tramp);
             frame.add(X19_WORD).write(entry as usize);
-            frame.add(X20_WORD).write(data as usize);
             frame.add(FPCR_WORD).write(fpcr());
-            (frame.cast::<u8>(), link.cast::<*const u8>())
+            (frame.cast::<u8>(), top.sub(TOP_LINK).cast::<*const u8>())
         };
         AsmContext {
             sp,
@@ -448,31 +345,97 @@ unsafe impl Context for AsmContext {
             "the thread's context has no entry data"
         );
         // SAFETY: the context has not been resumed (caller's contract), so `sp` still
-        // points at the initial switch frame `new` wrote, whose x20 word holds `data`.
-        unsafe { self.sp.cast::<usize>().add(X20_WORD).write(data as usize) };
+        // points at the initial switch frame `new` wrote, `DATA_WORD` words below `data`.
+        unsafe { self.sp.cast::<usize>().add(DATA_WORD).write(data as usize) };
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn switch(from: *mut Self, to: *mut Self, value: usize) -> usize {
+        let back: usize;
         // SAFETY: `from` is running and `to` is new or suspended, so its `sp` points at a
-        // switch frame; neither moves until resumed (all the caller's contract).
+        // switch frame and its link at a live link slot (or at this thread's sink);
+        // neither moves until resumed (all the caller's contract). The block leaves sp
+        // where it found it and restores x19 and x29; every other register it may change
+        // is declared clobbered. Without `nostack`, it may store below sp, which is
+        // 16-byte aligned.
         unsafe {
             debug_assert!(
                 !(*to).sp.is_null(),
                 "switch to a context that cannot resume"
             );
-            switch_impl(from, to, value)
+            asm!(
+                // The target's frame and link slot, read first: `to` is not `from`.
+                "ldr x12, [x2, #{sp}]",
+                "ldr x11, [x2, #{link}]",
+                // Build the switch frame. No CFI here (see the module docs); the lines of
+                // `trampoline`'s CFI that find each word are named beside it.
+                "adr x9, 2f",                 // where this context resumes
+                "mrs x10, fpcr",              // our FPCR, compared below and kept
+                "stp x29, x9, [sp, #-32]!",   // .cfi_offset x29, -32; .cfi_offset x30, -24
+                "stp x19, x10, [sp, #16]",    // .cfi_offset x19, -16; FPCR at CFA - 8
+                // Suspend: the frame is complete, publish it.
+                "mov x9, sp",
+                "str x9, [x1, #{sp}]",
+                // Link the target to its resumer: our frame.
+                "str x9, [x11]",
+                resume_x12!(),
+                // Resumed: the switch that resumed us restored sp and branched here.
+                "2:",
+                sp = const offset_of!(AsmContext, sp),
+                link = const offset_of!(AsmContext, link),
+                inlateout("x0") value => back,
+                in("x1") from,
+                in("x2") to,
+                lateout("x20") _,
+                lateout("x21") _,
+                lateout("x22") _,
+                lateout("x23") _,
+                lateout("x24") _,
+                lateout("x25") _,
+                lateout("x26") _,
+                lateout("x27") _,
+                lateout("x28") _,
+                lateout("v8") _,
+                lateout("v9") _,
+                lateout("v10") _,
+                lateout("v11") _,
+                lateout("v12") _,
+                lateout("v13") _,
+                lateout("v14") _,
+                lateout("v15") _,
+                clobber_abi("C"),
+            );
         }
+        back
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn exit(from: *mut Self, to: *mut Self, value: usize) -> ! {
         // SAFETY: as for `switch`; `from` never runs again, so marking it unresumable
-        // only turns a later misuse into a debug assertion rather than a wild jump. The
-        // terminal frame is a static, readable for as long as `to` runs.
+        // only turns a later misuse into a debug assertion rather than a wild jump, and
+        // nothing of it is saved. The terminal frame is a static, readable for as long
+        // as `to` runs.
         unsafe {
+            debug_assert!(
+                !(*to).sp.is_null(),
+                "switch to a context that cannot resume"
+            );
             (*from).sp = ptr::null_mut();
-            exit_impl(to, value, terminal_record())
+            asm!(
+                "ldr x12, [x2, #{sp}]",
+                "ldr x11, [x2, #{link}]",
+                // The running FPCR, for the comparison only.
+                "mrs x10, fpcr",
+                // No live resumer: link the target to the terminal frame.
+                "str x9, [x11]",
+                resume_x12!(),
+                sp = const offset_of!(AsmContext, sp),
+                link = const offset_of!(AsmContext, link),
+                in("x0") value,
+                in("x2") to,
+                in("x9") TERMINAL_FRAME.as_ptr(),
+                options(noreturn),
+            )
         }
     }
 
