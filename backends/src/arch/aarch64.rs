@@ -95,8 +95,12 @@
 //!
 //! The first switch in loads this frame, sets sp = top - 64 + 32 = top - 32 and branches
 //! into `trampoline` with the value switched in still in x0, where the block keeps it.
-//! The trampoline calls `entry(value, data)` with sp = top - 32: 16-byte aligned, as
-//! AAPCS64 requires. `entry` never returns, so nothing above top - 32 is ever popped.
+//! The trampoline enters `entry(value, data)` with sp = top - 32: 16-byte aligned, as
+//! AAPCS64 requires. It does not `blr` to it: it sets the return address in x30 itself and
+//! branches with `br`, so that the return-address predictor gets no entry that `entry`
+//! (which never returns) would leave there, mispredicting the next return of the code
+//! resumed after this context ends. `entry` never returns, so nothing above top - 32 is
+//! ever popped.
 //! Nothing on the stack points at the [`AsmContext`] itself, which may move freely until
 //! it is first resumed.
 //!
@@ -137,8 +141,9 @@
 //! whose frame addresses go down, which is what a jump to a stack mapped below the
 //! current one looks like. It also changes where unwinders look up unwind info: the
 //! resumer's frame is looked up at its exact resume address rather than the byte before,
-//! and GDB does the same for the trampoline's own frame, which is why the call into
-//! `entry` is followed by a `brk`: it keeps that return address inside the function.
+//! and GDB does the same for the trampoline's own frame, which is why the branch into
+//! `entry` is followed by a `brk`, where its return address points: it keeps that address
+//! inside the function.
 //! The resume address is the first instruction after the switch's block, inside the same
 //! function (the block has outputs, so code follows it), and the instruction before it
 //! is inside the block, where the function's CFI is the same: either lookup finds the
@@ -255,7 +260,7 @@ macro_rules! resume_x12 {
     };
 }
 
-/// The bottom frame of every context: calls `entry(value, data)`.
+/// The bottom frame of every context: enters `entry(value, data)`, which never returns.
 ///
 /// Never called: the first switch into a new context branches into it with sp at
 /// top - 32, x0 = the value switched in and x19 = entry (see the module docs).
@@ -270,8 +275,7 @@ unsafe extern "C" fn trampoline() {
         //   0x8f 0x10   DW_OP_breg31 (sp) + 16: the address of the link slot
         //   0x06        DW_OP_deref: the link, the resumer's switch frame
         //   0x23 0x20   DW_OP_plus_uconst 32: past its four words, to the resumer's CFA
-        // sp stays at top - 32 from the first instruction to the call, so this rule
-        // holds everywhere in the function.
+        // sp stays at top - 32 throughout, so this rule holds everywhere in the function.
         ".cfi_escape 0x0f, 5, 0x8f, 0x10, 0x06, 0x23, 0x20",
         // The resumer's registers, where its switch frame keeps them below that CFA. x30
         // is the return-address column: the resumer continues at its resume address.
@@ -281,8 +285,12 @@ unsafe extern "C" fn trampoline() {
         // Frame-pointer walkers: x29 -> {link, trampoline address} -> the resumer.
         "add x29, sp, #16",
         "ldr x1, [sp, #8]",
-        "blr x19",
+        // Into `entry` as `blr` would, but without pushing on the return-address
+        // predictor (see the module docs): the return address is set by hand.
+        "adr x30, 2f",
+        "br x19",
         // `entry` never returns; this keeps the return address inside the function.
+        "2:",
         "brk #0",
         ".cfi_endproc",
     )
