@@ -349,8 +349,9 @@ fn handoff_address(handoff: &ManuallyDrop<Handoff>) -> usize {
 /// `message` out, and returns what it delivers: `Ok` for a plain value, `Err` for any
 /// other delivery (an error, or a panic to resume).
 ///
-/// The usual switch (a plain value from a greenlet that lives on, no trace hook) tests
-/// one word of the handoff and one of the thread state; the rest is out of line.
+/// The usual switch (a plain value from a greenlet that lives on and still has a handle,
+/// no trace hook) reads three words, one each of the handoff, the thread state and the
+/// origin's count (see [`receive_usual`]); the rest is out of line.
 ///
 /// # Safety
 ///
