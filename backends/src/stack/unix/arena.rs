@@ -14,7 +14,7 @@
 
 use super::class::{self, SizeClass};
 use super::registry::{self, Arena};
-use super::{guard, os};
+use super::{guard, os, valgrind};
 use crate::stack::StackError;
 use std::io;
 use std::ptr::NonNull;
@@ -75,6 +75,8 @@ pub(super) fn take(class: SizeClass) -> Result<NonNull<u8>, StackError> {
                 .map_err(StackError::Exhausted)?;
             state.next += class.slot_size();
             state.uncarved -= 1;
+            // Once per slot: slots are never unmapped, whatever runs on them later.
+            valgrind::register_stack(base + class::guard_len(), state.next);
             state.next
         }
     };

@@ -19,6 +19,7 @@ mod os;
 mod overflow;
 mod pool;
 mod registry;
+mod valgrind;
 
 pub use class::MAX_STACK_SIZE;
 pub use guarded::GuardedStack;
