@@ -60,16 +60,13 @@ const TOOLCHAINS: &[Toolchain] = &[
 
 /// Valgrind's command line.
 ///
-/// Greenlet stacks are not registered with valgrind (that would take client requests in the
-/// stack allocator), so valgrind guesses stack switches from how far the stack pointer
-/// jumps: a jump of more than `--max-stackframe` is a switch; a smaller one is a frame
-/// being pushed or popped, and valgrind marks the memory in between undefined or
-/// inaccessible. Greenlet stacks are carved next to each other from one arena (256 KiB +
-/// guard apart by default), so the default threshold of 2 MiB takes greenlet-to-greenlet
-/// switches for frames and reports false errors. 128 KiB is below the distance between two
-/// stacks of the default size (the tests use no smaller ones) and above any real frame of
-/// the tests. (Without `-q`, valgrind also warns "client switching stacks?" on the first
-/// few switches from the thread's stack to a greenlet's: that is expected.)
+/// The stack allocator registers every greenlet stack with valgrind (a client request,
+/// see `backends/src/stack/unix/valgrind.rs`), so a jump of the stack pointer into one is
+/// known for a switch. `--max-stackframe` stays below the distance between two stacks of
+/// the default size (256 KiB + guard, carved next to each other), as it had to before the
+/// stacks were registered, when valgrind guessed switches from how far the stack pointer
+/// jumped: 128 KiB is above any real frame of the tests. (Without `-q`, valgrind also warns
+/// "client switching stacks?" on the first few switches: that is expected.)
 const VALGRIND: &[&str] = &[
     "valgrind",
     "-q",

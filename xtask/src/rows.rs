@@ -13,6 +13,7 @@ use crate::libtest;
 use crate::outcome::Counts;
 
 pub mod miri;
+mod valgrind;
 mod wasm;
 
 /// The packages every `cargo test` row tests.
@@ -36,6 +37,7 @@ pub fn all() -> Vec<Row> {
     .into_iter()
     .chain(crate::native::rows())
     .chain(wasm::rows())
+    .chain(valgrind::rows())
     .chain(miri::rows())
     .collect()
 }
