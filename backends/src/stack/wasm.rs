@@ -306,6 +306,15 @@ pub fn install_overflow_handler() {}
 /// 4 GiB).
 pub const MAX_STACK_SIZE: usize = MAX_USABLE;
 
+/// Always `false` on wasm32: Valgrind does not run wasm guests.
+///
+/// ```
+/// assert!(!greenlet_backends::stack::running_on_valgrind());
+/// ```
+pub fn running_on_valgrind() -> bool {
+    false
+}
+
 /// How stacks are guarded on wasm32: always [`GuardMode::Canary`](super::GuardMode).
 ///
 /// ```

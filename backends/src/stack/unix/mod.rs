@@ -47,3 +47,17 @@ use crate::stack::GuardMode;
 pub fn guard_mode() -> GuardMode {
     guard::mode().unwrap_or(GuardMode::Mprotect)
 }
+
+/// Whether the process runs under Valgrind (which the library then helps: stacks are
+/// registered with it, and the core frees greenlet states rather than caching them, so
+/// that Valgrind sees a use after free).
+///
+/// ```
+/// // `cargo test` runs this natively.
+/// if std::env::var_os("GREENLET_UNDER_VALGRIND").is_none() {
+///     assert!(!greenlet_backends::stack::running_on_valgrind());
+/// }
+/// ```
+pub fn running_on_valgrind() -> bool {
+    valgrind::running_on_valgrind()
+}
