@@ -30,6 +30,7 @@
 use super::StackError;
 use crate::arch::wasm::abi;
 use std::alloc::{Layout, alloc, dealloc};
+use std::fmt;
 
 /// Bytes of canary below every shadow stack.
 ///
@@ -232,6 +233,18 @@ impl Drop for GuardedStack {
     }
 }
 
+/// As on unix, so that code like `GuardedStack::new(n).unwrap_err()` builds on every target.
+impl fmt::Debug for GuardedStack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardedStack")
+            .field("bottom", &self.bottom())
+            .field("top", &self.top())
+            .field("usable_size", &self.usable_size())
+            .field("fiber", &self.fiber)
+            .finish()
+    }
+}
+
 /// How many idle stacks a [`StackPool`] keeps. Each holds a host fiber, which counts
 /// against the host's live-fiber limit, so the pool stays small.
 pub const POOL_CAPACITY: usize = 64;
@@ -250,6 +263,14 @@ pub const POOL_CAPACITY: usize = 64;
 #[derive(Default)]
 pub struct StackPool {
     free: Vec<GuardedStack>,
+}
+
+impl fmt::Debug for StackPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StackPool")
+            .field("cached", &self.free.len())
+            .finish()
+    }
 }
 
 impl StackPool {
