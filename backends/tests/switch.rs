@@ -1,15 +1,22 @@
 //! Behaviour tests for every backend this target builds: the default one (hand-written
-//! assembly on x86-64 and AArch64) and the corosensei one.
+//! assembly on x86-64 and AArch64, host fibers on wasm32) and the corosensei one (not on
+//! wasm32, which corosensei does not support).
 //!
 //! Each behaviour is a generic function over [`Context`]; `backend_tests!` instantiates
 //! all of them once per backend, in a module named after the backend. Bodies that run in
 //! a context report what they saw back to the thread's stack, which does the asserting:
 //! a panic escaping a context's entry function aborts the whole test binary.
+//!
+//! On wasm32 (`wasm32-wasip1`, run by the `greenlet-wasm` runner on either fiber
+//! mechanism) the same behaviours run against `WasmContext`, except those that need what
+//! the target lacks: unwinding (`panic = "abort"` there), `std::backtrace` (always
+//! unsupported there), and the x86-64/AArch64 register and FP-environment checks.
 
 use greenlet_backends::Context;
 use greenlet_backends::stack::GuardedStack;
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::hint::black_box;
+#[cfg(panic = "unwind")]
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 
@@ -505,14 +512,17 @@ fn every_callee_saved_register_survives_a_switch<C: Context + 'static>() {
     fiber.into_stack();
 }
 
+#[cfg(panic = "unwind")]
 struct SetOnDrop(Rc<Cell<bool>>);
 
+#[cfg(panic = "unwind")]
 impl Drop for SetOnDrop {
     fn drop(&mut self) {
         self.0.set(true);
     }
 }
 
+#[cfg(panic = "unwind")]
 fn panic_caught_inside_context<C: Context + 'static>() {
     let main = thread_context::<C>();
     let m = main.get();
@@ -560,6 +570,7 @@ fn panic_caught_inside_context<C: Context + 'static>() {
 }
 
 /// Captures a backtrace inside a context and returns it as text.
+#[cfg(not(target_arch = "wasm32"))] // std::backtrace is `Unsupported` there
 fn backtrace_inside<C: Context + 'static>(resume: fn(*mut C, *mut C) -> usize) -> String {
     let main = thread_context::<C>();
     let m = main.get();
@@ -576,12 +587,14 @@ fn backtrace_inside<C: Context + 'static>(resume: fn(*mut C, *mut C) -> usize) -
     text.take()
 }
 
+#[cfg(not(target_arch = "wasm32"))] // std::backtrace is `Unsupported` there
 #[inline(never)]
 fn resumer_with_a_distinctive_name<C: Context>(from: *mut C, to: *mut C) -> usize {
     // A value of its own, so that an optimised build does not merge it with its twins.
     black_box(switch(from, to, 0x11))
 }
 
+#[cfg(not(target_arch = "wasm32"))] // std::backtrace is `Unsupported` there
 fn backtrace_in_context_names_its_resumer<C: Context + 'static>() {
     let trace = backtrace_inside::<C>(resumer_with_a_distinctive_name::<C>);
     assert!(trace.contains("resumer_with_a_distinctive_name"), "{trace}");
@@ -633,6 +646,7 @@ fn backtrace_follows_a_chain_of_contexts<C: Context + 'static>() {
 }
 
 /// A context resumed by one that exits has no live resumer: its backtrace still works.
+#[cfg(not(target_arch = "wasm32"))] // std::backtrace is `Unsupported` there
 fn backtrace_after_exit_into_a_context_is_clean<C: Context + 'static>() {
     let main = thread_context::<C>();
     let m = main.get();
@@ -663,6 +677,27 @@ fn backtrace_after_exit_into_a_context_is_clean<C: Context + 'static>() {
     );
     e.into_stack();
     t.into_stack();
+}
+
+/// The libc crate declares no `qsort_r` for WASI, but wasi-libc (musl, compiled to wasm
+/// and linked into every `wasm32-wasip1` program) defines it with glibc's signature. Its
+/// sort keeps arrays on the shadow stack, so suspending inside it checks that each
+/// context's shadow stack and C frames survive.
+#[cfg(target_os = "wasi")]
+mod libc {
+    pub use std::ffi::{c_int, c_void};
+
+    unsafe extern "C" {
+        pub fn qsort_r(
+            base: *mut c_void,
+            nel: usize,
+            width: usize,
+            compar: Option<
+                unsafe extern "C" fn(*const c_void, *const c_void, *mut c_void) -> c_int,
+            >,
+            arg: *mut c_void,
+        );
+    }
 }
 
 struct SortState<C> {
@@ -1058,9 +1093,10 @@ fn fp_status_flags_stay_with_the_thread<C: Context + 'static>() {
 }
 
 macro_rules! backend_tests {
-    ($module:ident, $context:ty, [$($behaviour:ident),* $(,)?]) => {
+    ($module:ident, $context:ty, [$($(#[$gate:meta])* $behaviour:ident),* $(,)?]) => {
         mod $module {
             $(
+                $(#[$gate])*
                 #[test]
                 fn $behaviour() {
                     super::$behaviour::<$context>();
@@ -1079,13 +1115,17 @@ backend_tests!(
         contexts_switch_directly_to_each_other,
         exited_context_stack_is_reused,
         callee_saved_registers_survive_switches,
+        #[cfg(panic = "unwind")]
         panic_caught_inside_context,
+        #[cfg(not(target_arch = "wasm32"))]
         backtrace_in_context_names_its_resumer,
+        #[cfg(not(target_arch = "wasm32"))]
         backtrace_after_exit_into_a_context_is_clean,
         c_frames_on_a_suspended_context_survive,
     ]
 );
 
+#[cfg(not(target_arch = "wasm32"))]
 backend_tests!(
     corosensei,
     greenlet_backends::arch::corosensei::CoroContext,
@@ -1095,8 +1135,11 @@ backend_tests!(
         contexts_switch_directly_to_each_other,
         exited_context_stack_is_reused,
         callee_saved_registers_survive_switches,
+        #[cfg(panic = "unwind")]
         panic_caught_inside_context,
+        #[cfg(not(target_arch = "wasm32"))]
         backtrace_in_context_names_its_resumer,
+        #[cfg(not(target_arch = "wasm32"))]
         backtrace_after_exit_into_a_context_is_clean,
         c_frames_on_a_suspended_context_survive,
     ]
@@ -1164,6 +1207,8 @@ fn backend_names() {
         "asm-x86_64"
     } else if cfg!(target_arch = "aarch64") {
         "asm-aarch64"
+    } else if cfg!(target_arch = "wasm32") {
+        "wasm-host-fibers"
     } else {
         "corosensei"
     };
