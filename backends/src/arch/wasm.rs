@@ -23,9 +23,10 @@
 //! ```
 //!
 //! The thread's context is the host's *root* (id 0): the code that the host called, e.g.
-//! `_start`. Every switch checks the canary of the shadow stack being left and of the one
-//! being resumed, so a shadow-stack overflow stops the program with a clear message rather
-//! than corrupting memory further.
+//! `_start`. A greenlet's switch checks the canary of its own shadow stack as it leaves
+//! and again when it is resumed (an exit, as it leaves), so a shadow-stack overflow stops
+//! the program with a clear message rather than corrupting memory further. (Nothing is
+//! checked on a fiber's first entry, nor for the root, which has no canary.)
 
 use crate::stack::GuardedStack;
 use crate::{Context, EntryFn};
