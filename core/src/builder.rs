@@ -1,6 +1,7 @@
 //! [`Builder`]: a greenlet with a chosen parent, stack size or name.
 
 use std::cell::{Cell, RefCell, UnsafeCell};
+use std::mem::ManuallyDrop;
 
 use greenlet_backends::stack::DEFAULT_STACK_SIZE;
 
@@ -146,7 +147,7 @@ where
         owner: ts.serial,
         stack_size,
         name,
-        locals: RefCell::new(None),
+        locals: ManuallyDrop::new(RefCell::new(None)),
         run: EntryClosure::new(run),
     });
     Greenlet { inner }

@@ -24,6 +24,9 @@ use crate::thread;
 /// At most this many freed allocations are kept per thread.
 const CACHE_LIMIT: usize = 64;
 
+/// Set, this keeps the cache on under Valgrind (see [`BlockCache::new`]).
+const KEEP_CACHE_VAR: &str = "GREENLET_VALGRIND_KEEP_STATE_CACHE";
+
 /// One allocation: the count of handles, then the state.
 #[repr(C)]
 struct Counted {
@@ -49,13 +52,12 @@ pub(crate) struct BlockCache {
 }
 
 impl BlockCache {
-    /// An empty cache: of [`CACHE_LIMIT`] blocks, none under Valgrind.
+    /// An empty cache: of [`CACHE_LIMIT`] blocks; none under Valgrind, unless the
+    /// environment variable [`KEEP_CACHE_VAR`] is set (to profile with callgrind the code
+    /// that runs natively).
     pub(crate) fn new() -> Self {
-        BlockCache::with_limit(if running_on_valgrind() {
-            0
-        } else {
-            CACHE_LIMIT
-        })
+        let off = running_on_valgrind() && std::env::var_os(KEEP_CACHE_VAR).is_none();
+        BlockCache::with_limit(if off { 0 } else { CACHE_LIMIT })
     }
 
     /// An empty cache that keeps at most `limit` blocks.
@@ -333,7 +335,8 @@ mod tests {
     #[test]
     fn the_cache_is_off_exactly_under_valgrind() {
         // Set by the valgrind row of test-all-targets, which runs these tests under it.
-        let under_valgrind = std::env::var_os("GREENLET_UNDER_VALGRIND").is_some();
+        let under_valgrind = std::env::var_os("GREENLET_UNDER_VALGRIND").is_some()
+            && std::env::var_os(KEEP_CACHE_VAR).is_none();
         let expected = if under_valgrind { 0 } else { CACHE_LIMIT };
         assert_eq!(BlockCache::new().limit, expected);
     }

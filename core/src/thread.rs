@@ -9,6 +9,7 @@
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::BTreeSet;
 use std::mem;
+use std::mem::ManuallyDrop;
 use std::ptr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,7 +72,7 @@ impl ThreadState {
             owner: serial,
             stack_size: 0,
             name: None,
-            locals: RefCell::new(None),
+            locals: ManuallyDrop::new(RefCell::new(None)),
             run: EntryClosure::none(),
         });
         let current = Shared::as_ptr(&inner);
