@@ -61,10 +61,11 @@ pub type EntryFn = unsafe extern "C" fn(value: usize, data: *mut ()) -> !;
 /// Implementations must save and restore every register the platform ABI says a call
 /// preserves, so that code on either side of a switch sees a normal function call.
 ///
-/// Floating-point *control* state (rounding mode, exception masks, flush-to-zero) is kept
-/// per context by the assembly backends (a new context starts with its creator's) and is
-/// shared by the whole thread on corosensei; floating-point *status* flags are shared by
-/// the thread on every backend.
+/// Floating-point *control* state (rounding mode, exception masks, flush-to-zero) and
+/// floating-point *status* flags are shared by the whole thread on every backend: a
+/// switch neither saves nor restores them, so a new context runs with whatever the thread
+/// has when it is first resumed. Keeping control state per greenlet is an opt-in of the
+/// `greenlet` crate (`greenlet::Builder::own_fp_control`), not a backend's job.
 pub unsafe trait Context: Sized {
     /// A short name for tables and diagnostics, e.g. `"asm-x86_64"`.
     const NAME: &'static str;

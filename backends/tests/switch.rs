@@ -952,7 +952,9 @@ mod fp {
 }
 
 /// With `per_context`, each context keeps its own FP control state across switches and a
-/// new one starts with its creator's; without it, all contexts share the thread's.
+/// new one starts with its creator's; without it, all contexts share the thread's. Every
+/// backend shares it now (keeping it per greenlet is the `greenlet` crate's opt-in,
+/// `Builder::own_fp_control`); the per-context checks stay for a backend that would not.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn fp_control_state<C: Context + 'static>(per_context: bool) {
     let main = thread_context::<C>();
@@ -1020,35 +1022,6 @@ fn fp_control_state<C: Context + 'static>(per_context: bool) {
     }
 }
 
-/// A context whose control state differs from the thread's only outside the rounding
-/// mode (x86-64: only in the x87 control word; AArch64: only FZ) keeps it too.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-fn fp_control_state_other_than_rounding_is_per_context<C: Context + 'static>() {
-    let main = thread_context::<C>();
-    let m = main.get();
-    let original_state = fp::get();
-    let fiber = Fiber::<C>::new(move |me, _| {
-        let entry_state = fp::get();
-        fp::set((entry_state & !fp::OTHER_MASK) | fp::OTHER);
-        switch(me, m, 0);
-        let after = fp::control();
-        fp::set(entry_state);
-        Exit {
-            to: m,
-            value: after as usize,
-        }
-    });
-    switch(m, fiber.ctx(), 0);
-    let in_main = fp::control();
-    fp::set(original_state);
-    let in_fiber = switch(m, fiber.ctx(), 0) as u64;
-    fiber.into_stack();
-
-    assert_ne!(original_state & fp::OTHER_MASK, fp::OTHER);
-    assert_eq!(in_main & fp::OTHER_MASK, original_state & fp::OTHER_MASK);
-    assert_eq!(in_fiber & fp::OTHER_MASK, fp::OTHER);
-}
-
 /// Status flags (a result was inexact, ...) are not control state: every backend leaves
 /// them with the thread, and a switch never brings back stale ones.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
@@ -1057,7 +1030,8 @@ fn fp_status_flags_stay_with_the_thread<C: Context + 'static>() {
     let m = main.get();
     let original_state = fp::get();
     let fiber = Fiber::<C>::new(move |me, _| {
-        // A different rounding mode, so that switches must load control state.
+        // A different rounding mode: a switch that kept control state per context would
+        // have to load it, and must still leave the status flags with the thread.
         let entry_state = fp::get();
         fp::set((entry_state & !fp::CHANGED) | fp::ROUND_UP);
         let third = fp::third(); // inexact
@@ -1180,17 +1154,12 @@ fn corosensei_backend_fp_status_flags_stay_with_the_thread() {
     fp_status_flags_stay_with_the_thread::<CoroContext>();
 }
 
-/// The assembly backends give every context its own FP control state.
+/// The assembly backends save no FP control state, as corosensei: their contexts share
+/// the thread's.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
-fn asm_backend_keeps_fp_control_state_per_context() {
-    fp_control_state::<greenlet_backends::DefaultContext>(true);
-}
-
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-#[test]
-fn asm_backend_keeps_fp_control_state_other_than_rounding_per_context() {
-    fp_control_state_other_than_rounding_is_per_context::<greenlet_backends::DefaultContext>();
+fn asm_backend_shares_fp_control_state() {
+    fp_control_state::<greenlet_backends::DefaultContext>(false);
 }
 
 /// corosensei saves no FP control state: its contexts share the thread's.

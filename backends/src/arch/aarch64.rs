@@ -20,24 +20,24 @@
 //!
 //! x19 and x29 cannot be named as clobbers (LLVM reserves x19 as a base pointer and x29
 //! is the frame pointer), so the block stores them itself, together with the address at
-//! which it resumes and the running FPCR, and stores sp in `from.sp`. It then loads the
-//! same four words from `to.sp`, sets sp above them and branches to the loaded address:
-//! the label at the end of `to`'s own switch, or `trampoline` for a new context. sp
-//! leaves the block where it entered it, as the compiler expects.
+//! which it resumes, and stores sp in `from.sp`. It then loads the same three words from
+//! `to.sp`, sets sp above its frame and branches to the loaded address: the label at the
+//! end of `to`'s own switch, or `trampoline` for a new context. sp leaves the block where
+//! it entered it, as the compiler expects.
 //!
 //! # Floating-point control state
 //!
-//! FPCR (rounding mode, flush-to-zero, default NaN, ...) is kept per context, the same
-//! policy as MXCSR and the x87 control word on x86-64: a context that changes its
-//! rounding mode does not change anyone else's, and a new context starts with the FPCR
-//! of the code that created it, as a new POSIX thread does. FPSR (the cumulative
-//! exception flags) is status, not control, and stays with the thread.
+//! FPCR (rounding mode, flush-to-zero, default NaN, ...) is the thread's: a switch
+//! neither saves nor restores it, so every context shares it, as on corosensei. A context
+//! that changes its rounding mode changes it for whatever runs next on the thread, and a
+//! new context starts with the FPCR the thread has when it is first resumed. FPSR (the
+//! cumulative exception flags) is the thread's too. Rust code cannot legally change the
+//! floating-point environment anyway, and reading FPCR on every switch made the switch
+//! markedly slower than corosensei's.
 //!
-//! FPCR lives in the switch frame, in the word that the 16-byte alignment of sp would
-//! otherwise leave empty: the switch reads the running FPCR (`mrs`), stores it there
-//! for the suspended context, and compares it with the word in `to`'s frame. Writing
-//! FPCR can stall the pipeline on some cores, and contexts almost never differ, so the
-//! switch writes it (`msr`) only when the resumed context's value differs.
+//! A greenlet that needs its own floating-point control state asks the core for it:
+//! `greenlet::Builder::own_fp_control` saves and restores that state around the
+//! greenlet's switches with `greenlet_backends::fp`, at a cost only to that greenlet.
 //!
 //! # Leaving a switch
 //!
@@ -52,11 +52,11 @@
 //!
 //! # The switch frame
 //!
-//! A suspended context's `sp` points at the four words its switch stored:
+//! A suspended context's `sp` points at the four-word frame its switch built:
 //!
 //! ```text
 //!              +------------------+  <- CFA: sp when the switch began, 16-byte aligned
-//!     sp + 24  | FPCR             |  CFA -  8 (not a DWARF register: no CFI)
+//!     sp + 24  | unused           |  CFA -  8: never written by a switch, never read
 //!     sp + 16  | saved x19        |  CFA - 16
 //!     sp +  8  | resume address   |  CFA - 24: the label ending the suspended switch
 //!     sp +  0  | saved x29        |  CFA - 32 <- frame record {x29, resume address}: the
@@ -64,20 +64,22 @@
 //!                                   <- AsmContext::sp
 //! ```
 //!
-//! Offsets: four words of 8 bytes make 32, a multiple of the 16 bytes sp must keep.
+//! Offsets: four words of 8 bytes make 32, a multiple of the 16 bytes sp must keep; the
+//! fourth word is there for that alignment only: a switch leaves whatever the stack
+//! held there.
 //! `asm!` without `nostack` may store below sp, and sp is always 16-byte aligned on
 //! AArch64, so `stp x29, <resume address>, [sp, #-32]!` puts x29 at CFA - 32 and the
-//! resume address at CFA - 24, leaving sp = CFA - 32; `stp x19, <FPCR>, [sp, #16]` puts
-//! x19 at CFA - 16 and FPCR at CFA - 8. x29 and the resume address form a frame record at
-//! `sp` itself, and the CFA is `sp + 32`. Resuming, the switch reads the four words of
-//! the target's frame at `to.sp + 0`, `+ 8` (`ldp`) and `+ 16`, `+ 24` (`ldp`), then sets
-//! sp to `to.sp + 32`, the CFA.
+//! resume address at CFA - 24, leaving sp = CFA - 32; `str x19, [sp, #16]` puts x19 at
+//! CFA - 16. x29 and the resume address form a frame record at `sp` itself, and the CFA
+//! is `sp + 32`. Resuming, the switch reads the three words of the target's frame at
+//! `to.sp + 0`, `+ 8` (`ldp`) and `+ 16` (`ldr`), then sets sp to `to.sp + 32`, the
+//! CFA.
 //!
 //! # A new context
 //!
 //! [`AsmContext::new`] writes, at the top of the context's stack, a switch frame that
-//! resumes at the first instruction of `trampoline`, with `entry` in the x19 slot, the
-//! creator's FPCR in the FPCR slot and `data` in a word above the frame:
+//! resumes at the first instruction of `trampoline`, with `entry` in the x19 slot, 0 in
+//! the unused word and `data` in a word above the frame:
 //!
 //! ```text
 //!              +------------------+  <- GuardedStack::top(), 16-byte aligned
@@ -86,7 +88,7 @@
 //!    top - 24  | data             |  [`AsmContext::set_data`] rewrites this word
 //!    top - 32  | 0 (padding)      |  <- sp inside `trampoline`, 16-byte aligned
 //!              +------------------+
-//!    top - 40  | FPCR of creator  |
+//!    top - 40  | 0 (unused)       |
 //!    top - 48  | x19 = entry      |
 //!    top - 56  | trampoline addr  |  "resume address": the first switch branches here
 //!    top - 64  | x29 = 0          |
@@ -124,7 +126,7 @@
 //! the compiler lays out, whose CFA may be defined by sp or by x29, so no directive in
 //! it could be right in both cases. Each store names instead the lines of
 //! `trampoline`'s CFI that describe it once the context is suspended. (An unwinder
-//! stopped *inside* the fifteen instructions of a switch, by a sampling profiler for
+//! stopped *inside* the twelve instructions of a switch, by a sampling profiler for
 //! instance, sees the enclosing function's CFI and may misplace that one frame;
 //! corosensei has the same window.)
 //!
@@ -197,14 +199,14 @@ pub struct AsmContext {
     stack: Option<GuardedStack>,
 }
 
-/// Bytes in a switch frame: saved x29, resume address, saved x19, FPCR.
+/// Bytes in a switch frame: saved x29, resume address, saved x19 and an unused word that
+/// keeps sp 16-byte aligned.
 const SWITCH_FRAME: usize = 4 * 8;
 /// Word offsets, from a switch frame's start, of the slots `new` fills. The frame record
 /// {x29, resume address} starts at word 0, so a link points at the frame itself.
 const X29_WORD: usize = 0;
 const RESUME_WORD: usize = 1;
 const X19_WORD: usize = 2;
-const FPCR_WORD: usize = 3;
 /// Bytes above the initial switch frame: padding, data, link, trampoline address.
 const TOP_RESERVED: usize = 4 * 8;
 /// Word offsets from the top of a new context's stack, counted down (see the diagram).
@@ -217,7 +219,9 @@ const DATA_WORD: usize = (TOP_RESERVED + SWITCH_FRAME) / 8 - TOP_DATA;
 // The assembly and the CFI bytes spell both sizes out as 32 (see the module docs).
 const _: () = assert!(SWITCH_FRAME == 32 && TOP_RESERVED == 32);
 const _: () = assert!(SWITCH_FRAME.is_multiple_of(16) && TOP_RESERVED.is_multiple_of(16));
-const _: () = assert!(FPCR_WORD * 8 == SWITCH_FRAME - 8);
+// x19 at CFA - 16, where `trampoline`'s CFI and the `str x19, [sp, #16]` of the switch
+// put it; the word above it is the unused one.
+const _: () = assert!(X19_WORD * 8 == SWITCH_FRAME - 16);
 const _: () = assert!(DATA_WORD == 5);
 
 /// A switch frame of zeros: the link of a context resumed by [`AsmContext::exit`] points
@@ -234,28 +238,20 @@ std::thread_local! {
 
 /// The second half of a switch, shared by [`AsmContext::switch`] and
 /// [`AsmContext::exit`]: resumes the context whose switch frame is at x12 (its `sp`,
-/// already read; its link already written), writing its FPCR only if it differs from
-/// the running one, in x10. x0 (the value handed over) passes through untouched.
-///
-/// Labels 4 and 5 are its own.
+/// already read; its link already written). x0 (the value handed over) passes through
+/// untouched; x9 is overwritten. FPCR is left as it is: it is the thread's.
 macro_rules! resume_x12 {
     () => {
         concat!(
-            // The target's frame: x29 and the resume address, then x19 and its FPCR.
+            // The target's frame: x29 and the resume address, then x19. The fourth word
+            // is unused.
             "ldp x29, x9, [x12]\n",
-            "ldp x19, x11, [x12, #16]\n",
+            "ldr x19, [x12, #16]\n",
             // From here on sp is the target's: where it was when its switch began.
             "add sp, x12, #32\n",
-            // Same FPCR as now (the usual case)? Then write nothing: writing may stall.
-            "cmp x10, x11\n",
-            "b.ne 5f\n",
             // Into the target's switch, or into `trampoline` for a new context; a `br`,
             // not a `ret` (see the module docs).
-            "4:\n",
             "br x9\n",
-            "5:\n",
-            "msr fpcr, x11\n",
-            "b 4b\n",
         )
     };
 }
@@ -296,14 +292,6 @@ unsafe extern "C" fn trampoline() {
     )
 }
 
-/// Reads the running code's FPCR.
-fn fpcr() -> usize {
-    let value: usize;
-    // SAFETY: reading FPCR has no side effects.
-    unsafe { asm!("mrs {}, fpcr", out(reg) value, options(nomem, nostack, preserves_flags)) };
-    value
-}
-
 unsafe impl Context for AsmContext {
     const NAME: &'static str = "asm-aarch64";
 
@@ -326,6 +314,7 @@ unsafe impl Context for AsmContext {
         let tramp = trampoline as *const () as usize;
         // SAFETY: `top` is 16-byte aligned and the 64 bytes below it lie in the usable
         // part of a stack we own exclusively (checked just above); nothing runs on it yet.
+        // The loop zeroes every word, the unused word of the switch frame included.
         let (sp, link) = unsafe {
             let frame = top.sub((TOP_RESERVED + SWITCH_FRAME) / 8);
             for word in 0..(TOP_RESERVED + SWITCH_FRAME) / 8 {
@@ -337,7 +326,6 @@ unsafe impl Context for AsmContext {
             frame.add(X29_WORD).write(0);
             frame.add(RESUME_WORD).write(tramp);
             frame.add(X19_WORD).write(entry as usize);
-            frame.add(FPCR_WORD).write(fpcr());
             (frame.cast::<u8>(), top.sub(TOP_LINK).cast::<*const u8>())
         };
         AsmContext {
@@ -378,9 +366,8 @@ unsafe impl Context for AsmContext {
                 // Build the switch frame. No CFI here (see the module docs); the lines of
                 // `trampoline`'s CFI that find each word are named beside it.
                 "adr x9, 2f",                 // where this context resumes
-                "mrs x10, fpcr",              // our FPCR, compared below and kept
                 "stp x29, x9, [sp, #-32]!",   // .cfi_offset x29, -32; .cfi_offset x30, -24
-                "stp x19, x10, [sp, #16]",    // .cfi_offset x19, -16; FPCR at CFA - 8
+                "str x19, [sp, #16]",         // .cfi_offset x19, -16; CFA - 8 stays unused
                 // Suspend: the frame is complete, publish it.
                 "mov x9, sp",
                 "str x9, [x1, #{sp}]",
@@ -432,8 +419,6 @@ unsafe impl Context for AsmContext {
             asm!(
                 "ldr x12, [x2, #{sp}]",
                 "ldr x11, [x2, #{link}]",
-                // The running FPCR, for the comparison only.
-                "mrs x10, fpcr",
                 // No live resumer: link the target to the terminal frame.
                 "str x9, [x11]",
                 resume_x12!(),
