@@ -43,6 +43,7 @@
 #![warn(missing_docs)]
 
 pub mod arch;
+pub mod fp;
 pub mod stack;
 
 pub use arch::DefaultContext;

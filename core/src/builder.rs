@@ -7,6 +7,7 @@ use greenlet_backends::stack::DEFAULT_STACK_SIZE;
 
 use crate::entry::EntryClosure;
 use crate::error::Error;
+use crate::fp::{self, OwnFp};
 use crate::greenlet::{Greenlet, Inner, State};
 use crate::shared::Shared;
 use crate::thread::{self, ThreadState};
@@ -33,6 +34,7 @@ pub struct Builder {
     parent: Option<Greenlet>,
     stack_size: Option<usize>,
     name: Option<Box<str>>,
+    own_fp_control: bool,
 }
 
 impl Builder {
@@ -82,6 +84,31 @@ impl Builder {
         self
     }
 
+    /// Whether the greenlet keeps a floating-point control state of its own (default:
+    /// `false`, it shares the thread's).
+    ///
+    /// The control state is the rounding mode, the exception masks and flush-to-zero (x86-64:
+    /// MXCSR and the x87 control word; AArch64: FPCR; RISC-V: `frm`; nothing on wasm32).
+    /// Rust code never changes it, but C code may (`fesetround`). With `true`, the greenlet
+    /// starts with the state running when it is built, as a new thread starts with its
+    /// creator's; what it changes stays in it, and what the others change does not reach
+    /// it. Without, it shares the state of its thread with every other greenlet that does
+    /// not keep its own: a change made in one is seen by the others, as on corosensei.
+    ///
+    /// Once a thread has built one such greenlet, each of its switches reads and compares
+    /// the state (a few nanoseconds); before that, switches do not touch it.
+    ///
+    /// ```
+    /// let g = greenlet::Builder::new()
+    ///     .own_fp_control(true)
+    ///     .build(|_| Ok("C code here may call fesetround"));
+    /// g.switch(()).unwrap();
+    /// ```
+    pub fn own_fp_control(mut self, own: bool) -> Self {
+        self.own_fp_control = own;
+        self
+    }
+
     /// Creates the greenlet. See [`Greenlet::new`] for what `run` receives and returns.
     ///
     /// # Panics
@@ -122,7 +149,8 @@ impl Builder {
             None => ts.current(),
         };
         let stack_size = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
-        Ok(create(ts, parent, stack_size, self.name, run))
+        let own_fp = fp::for_new_greenlet(ts, self.own_fp_control);
+        Ok(create(ts, parent, stack_size, self.name, own_fp, run))
     }
 }
 
@@ -133,6 +161,7 @@ pub(crate) fn create<F, R>(
     parent: Greenlet,
     stack_size: usize,
     name: Option<Box<str>>,
+    own_fp: OwnFp,
     run: F,
 ) -> Greenlet
 where
@@ -147,6 +176,7 @@ where
         owner: ts.serial,
         stack_size,
         name,
+        own_fp,
         locals: ManuallyDrop::new(RefCell::new(None)),
         run: EntryClosure::new(run),
     });

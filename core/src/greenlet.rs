@@ -12,6 +12,7 @@ use greenlet_backends::{Context, DefaultContext};
 use crate::builder::{self, Builder};
 use crate::entry::EntryClosure;
 use crate::error::Error;
+use crate::fp::OwnFp;
 use crate::shared::Shared;
 use crate::switch::{self, Delivery};
 use crate::thread::{self, ThreadState};
@@ -58,6 +59,8 @@ pub(crate) struct Inner {
     pub(crate) owner: u64,
     pub(crate) stack_size: usize,
     pub(crate) name: Option<Box<str>>,
+    /// Its own floating-point control state, if it keeps one (see [`crate::fp`]).
+    pub(crate) own_fp: OwnFp,
     /// Greenlet-local values by type; `None` until the first is set. Dropped by hand (see
     /// `Drop for Inner`): left to the drop glue, even the `None` of a greenlet that never
     /// had any cost an out-of-line call.
@@ -165,7 +168,8 @@ impl Greenlet {
     {
         // What `Builder::new().build(run)` does, without the builder's options.
         let ts = thread::state().expect("greenlet state of this thread was already torn down");
-        builder::create(ts, ts.current(), DEFAULT_STACK_SIZE, None, run)
+        let own_fp = Cell::new(None);
+        builder::create(ts, ts.current(), DEFAULT_STACK_SIZE, None, own_fp, run)
     }
 
     /// A builder to choose the parent, stack size and name of a new greenlet.

@@ -49,9 +49,14 @@
 //! owner thread is still recorded and checked on every switch, so misuse through raw
 //! pointers (the C ABI) is an error value, never undefined behaviour.
 //!
+//! **Floating-point control state** (rounding mode, exception masks, flush-to-zero) is
+//! the thread's, shared by its greenlets, unless a greenlet is built with
+//! [`Builder::own_fp_control`]: then it keeps its own, as a thread would (for C code that
+//! calls `fesetround`; Rust code never changes it).
+//!
 //! Also here: a per-thread trace hook ([`settrace`]), greenlet-local storage
-//! ([`Greenlet::set_local`]), a [`Builder`] for stack size, parent and name, and
-//! [`Generator`]s built on switch.
+//! ([`Greenlet::set_local`]), a [`Builder`] for stack size, parent, name and FP control
+//! state, and [`Generator`]s built on switch.
 //!
 //! **Costs.** A switch allocates nothing when its value fits in 64 bits (integers, `f64`,
 //! `Box`es, `Rc`s, handles, references; larger values are boxed). Creating a greenlet
@@ -64,6 +69,7 @@
 mod builder;
 mod entry;
 mod error;
+mod fp;
 pub mod generator;
 mod greenlet;
 mod kill;

@@ -8,8 +8,10 @@
 //!    else (forwarding from a dead greenlet to its nearest live ancestor, a switch to
 //!    oneself, errors) is out of line in [`transfer_unusual`].
 //! 2. [`switch_to`] makes the target current and writes a [`Handoff`] (what is delivered,
-//!    and the state of the greenlet left) on the switching greenlet's own stack, then
-//!    switches contexts, passing the handoff's address as the backend's `usize`.
+//!    and the state of the greenlet left) on the switching greenlet's own stack, exchanges
+//!    floating-point control states if the thread has greenlets that keep their own
+//!    ([`crate::fp`]), then switches contexts, passing the handoff's address as the
+//!    backend's `usize`.
 //! 3. The resumed side runs [`receive`]: moves the handoff out *first*; in the usual case
 //!    (a plain value, an origin that lives on and still has a handle, no trace hook) that
 //!    is all, tested with three loads. Otherwise it reclaims the stack of a greenlet that
@@ -30,6 +32,7 @@ use greenlet_backends::stack::StackError;
 use greenlet_backends::{Context, DefaultContext};
 
 use crate::error::Error;
+use crate::fp;
 use crate::greenlet::{Greenlet, Inner, State};
 use crate::shared::Shared;
 use crate::thread::{self, ThreadState};
@@ -323,6 +326,9 @@ fn switch_to(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Out
     // side deals with it.
     let origin_inner = unsafe { &*origin };
     origin_inner.state.set(State::Suspended);
+    if ts.fp.in_use() {
+        fp::exchange(ts, origin_inner, &handle.inner);
+    }
     let from = origin_inner.context_ptr();
     let mut parked = MaybeUninit::uninit();
     let handoff = ManuallyDrop::new(delivery.pack(origin, &mut parked));
@@ -677,7 +683,11 @@ fn leave(ts: &ThreadState, target: impl Borrow<Greenlet>, outcome: impl Outgoing
         let to = handle.context_ptr();
         let origin = ts.replace_current(Shared::as_ptr(&handle.inner));
         // SAFETY: our own state, alive until the receiving side releases it.
-        let from = unsafe { (*origin).context_ptr() };
+        let origin_inner = unsafe { &*origin };
+        if ts.fp.in_use() {
+            fp::exchange(ts, origin_inner, &handle.inner);
+        }
+        let from = origin_inner.context_ptr();
         let mut handoff = outcome.pack(origin, &mut parked);
         handoff.unusual |= ORIGIN_DIED;
         // Nothing with a destructor may stay on this stack. Dropping an owned `target` here

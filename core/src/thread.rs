@@ -19,6 +19,7 @@ use greenlet_backends::{Context, DefaultContext};
 
 use crate::entry::EntryClosure;
 use crate::error::Error;
+use crate::fp::ThreadFp;
 use crate::greenlet::{Greenlet, Inner, State};
 use crate::kill::UnraisableHook;
 use crate::shared::{BlockCache, Shared};
@@ -55,6 +56,9 @@ pub(crate) struct ThreadState {
     parked_error: Cell<Option<Error>>,
     /// Freed greenlet state allocations, for the next greenlets (see [`Shared`]).
     pub(crate) blocks: BlockCache,
+    /// Whether greenlets with their own floating-point control state exist (see
+    /// [`crate::fp`]).
+    pub(crate) fp: ThreadFp,
 }
 
 impl ThreadState {
@@ -72,6 +76,7 @@ impl ThreadState {
             owner: serial,
             stack_size: 0,
             name: None,
+            own_fp: Cell::new(None),
             locals: ManuallyDrop::new(RefCell::new(None)),
             run: EntryClosure::none(),
         });
@@ -86,6 +91,7 @@ impl ThreadState {
             unraisable: Cell::new(None),
             parked_error: Cell::new(None),
             blocks: BlockCache::new(),
+            fp: ThreadFp::new(),
         }
     }
 

@@ -176,6 +176,14 @@ typedef void (*greenlet_trace_fn)(greenlet_event_t event, greenlet_t *origin,
 greenlet_status_t greenlet_new(greenlet_t **out, greenlet_entry_fn entry, void *user_data,
                                greenlet_t *parent, size_t stack_size);
 
+/* As greenlet_new, for a greenlet with a floating-point control state of its own (rounding
+ * mode, exception masks, flush-to-zero), starting as the caller's is now: what it changes
+ * (fesetround, ...) stays in it, and what other greenlets change does not reach it. Other
+ * greenlets share their thread's state. Once a thread has made one, each of its switches
+ * reads and compares the state (a few nanoseconds). */
+greenlet_status_t greenlet_new_own_fp(greenlet_t **out, greenlet_entry_fn entry,
+                                      void *user_data, greenlet_t *parent, size_t stack_size);
+
 /* Switches to `g` handing it `value`; returns when something comes back, with the value in
  * *result (if result is not NULL; NULL on any status but GREENLET_OK).
  * If g is unstarted it starts with `value` as its arg; if dead, the value goes to its

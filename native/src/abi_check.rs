@@ -112,6 +112,7 @@ macro_rules! sig {
 fn rust_functions() -> BTreeMap<String, (String, Vec<String>)> {
     [
         sig!(greenlet_new(_, _, _, _, _)),
+        sig!(greenlet_new_own_fp(_, _, _, _, _)),
         sig!(greenlet_switch(_, _, _)),
         sig!(greenlet_throw(_, _, _, _)),
         sig!(greenlet_kill(_, _)),

@@ -157,6 +157,43 @@ pub unsafe extern "C" fn greenlet_new(
     parent: *mut Handle,
     stack_size: usize,
 ) -> Status {
+    // SAFETY: the caller's contract, which is `new_greenlet`'s.
+    unsafe { new_greenlet(out, entry, user_data, parent, stack_size, false) }
+}
+
+/// As [`greenlet_new`], for a greenlet that keeps a floating-point control state of its
+/// own (rounding mode, exception masks, flush-to-zero), starting with the caller's: what it
+/// changes with `fesetround` and the like stays in it, and what others change does not
+/// reach it (see `greenlet::Builder::own_fp_control`).
+///
+/// # Safety
+///
+/// As for [`greenlet_new`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn greenlet_new_own_fp(
+    out: *mut *mut Handle,
+    entry: Option<EntryFn>,
+    user_data: *mut c_void,
+    parent: *mut Handle,
+    stack_size: usize,
+) -> Status {
+    // SAFETY: the caller's contract, which is `new_greenlet`'s.
+    unsafe { new_greenlet(out, entry, user_data, parent, stack_size, true) }
+}
+
+/// The body of [`greenlet_new`] and [`greenlet_new_own_fp`].
+///
+/// # Safety
+///
+/// As for [`greenlet_new`].
+unsafe fn new_greenlet(
+    out: *mut *mut Handle,
+    entry: Option<EntryFn>,
+    user_data: *mut c_void,
+    parent: *mut Handle,
+    stack_size: usize,
+    own_fp_control: bool,
+) -> Status {
     guard(|td| {
         if out.is_null() {
             return Err(Failed::new(Status::ErrNullArgument, "`out` is NULL"));
@@ -169,7 +206,7 @@ pub unsafe extern "C" fn greenlet_new(
                 "the entry function is NULL",
             ));
         };
-        let mut builder = Builder::new();
+        let mut builder = Builder::new().own_fp_control(own_fp_control);
         if !parent.is_null() {
             // SAFETY: per the contract.
             let cell = unsafe { td.cell(parent) }?;

@@ -448,7 +448,7 @@ fn build_and_run(
     } else {
         cc.args(flags.words(&["--cflags", "--libs"])?);
     }
-    cc.arg("-lpthread");
+    cc.args(["-lpthread", "-lm"]);
     println!("+ {}", exec::display(&cc));
     let compiled = exec::tee(&mut cc).map_err(|e| format!("cannot run {compiler}: {e}"))?;
     if !compiled.status.success() {

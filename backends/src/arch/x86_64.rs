@@ -7,7 +7,8 @@
 //! # What a switch saves
 //!
 //! The System V ABI lets a called function clobber everything except rbx, rbp, r12-r15,
-//! rsp, the MXCSR control bits and the x87 control word. [`AsmContext::switch`] is
+//! rsp, the MXCSR control bits and the x87 control word (the last two stay the thread's,
+//! see below). [`AsmContext::switch`] is
 //! `#[inline(always)]` and holds one `asm!` block, which declares every register the ABI
 //! lets a call clobber (`clobber_abi("sysv64")`) and r12-r15 as clobbered. The compiler
 //! therefore saves around the block exactly the registers that hold live values there,
@@ -23,27 +24,14 @@
 //!
 //! # Floating-point control state
 //!
-//! The floating-point *control* state (MXCSR bits 6-15: rounding mode, exception masks,
-//! flush-to-zero, denormals-are-zero; and the x87 control word) is kept per context, so
-//! a context that changes its rounding mode does not change anyone else's, and a new
-//! context starts with the control state of the code that created it, as a new POSIX
-//! thread does. The *status* flags (MXCSR bits 0-5, the x87 status word) are not control:
-//! the ABI lets any call change them, and they stay with the thread. The AArch64 backend
-//! keeps FPCR the same way.
-//!
-//! The state lives in the [`AsmContext`] itself, not on the stack: the switch writes the
-//! running code's MXCSR and x87 control word into `from` (`stmxcsr`, `fnstcw`), then
-//! compares their control bits with those saved in `to`. Contexts almost never differ,
-//! and loading MXCSR and above all the x87 control word is slow, so it loads `to`'s
-//! state only if it differs, keeping the thread's status flags. Both comparisons read
-//! back at the sizes stored (4 and 2 bytes), so the loads forward from the stores: one
-//! 8-byte load over both stores cannot, and stalls until they retire, which costs more
-//! than the whole switch.
-//!
-//! `stmxcsr` is the one expensive instruction left on the path: about one nanosecond per
-//! switch on the 2 GHz Xeon it was measured on, as much as a dozen simple instructions.
-//! Nothing cheaper reads MXCSR, and every switch must read it, since the code being
-//! suspended may have changed it.
+//! A switch saves no floating-point state: the control state (MXCSR bits 6-15: rounding
+//! mode, exception masks, flush-to-zero, denormals-are-zero; the x87 control word) and the
+//! status flags belong to the thread, shared by all its contexts, as on corosensei. Reading
+//! MXCSR (`stmxcsr`, the only way) cost more on every switch than all the rest of it, and
+//! Rust code cannot change that state anyway (the compiler assumes the default). A greenlet
+//! that runs C code which does change it asks the core for a control state of its own
+//! (`greenlet::Builder::own_fp_control`), which then saves and restores it around that
+//! greenlet's switches with [`crate::fp`].
 //!
 //! # Leaving a switch
 //!
@@ -191,11 +179,6 @@ pub struct AsmContext {
     /// The link slot at the top of this context's stack, rewritten on every switch into
     /// the context; this thread's `LINK_SINK` for the thread's context.
     link: *mut *const u8,
-    /// MXCSR as the context's last switch away found it (the creator's for a new
-    /// context); only its control bits are ever loaded back.
-    mxcsr: u32,
-    /// The x87 control word, likewise.
-    x87_cw: u16,
     /// `None` for the thread's context.
     stack: Option<GuardedStack>,
 }
@@ -232,51 +215,22 @@ std::thread_local! {
     static LINK_SINK: Cell<*const u8> = const { Cell::new(ptr::null()) };
 }
 
-/// The control bits of MXCSR (6-15); the rest (0-5) are status flags. The whole x87
-/// control word is control.
-const MXCSR_CONTROL_MASK: u32 = 0xffc0;
-const MXCSR_STATUS_MASK: u32 = 0x3f;
-
 /// The second half of a switch, shared by [`AsmContext::switch`] and
-/// [`AsmContext::exit`]: resumes the context in rdx, whose link has been written, after
-/// loading its FP control state if it differs from the one just saved in the context in
-/// rsi. rdi (the value handed over) passes through untouched.
+/// [`AsmContext::exit`]: resumes the context in rdx, whose link has been written. rdi (the
+/// value handed over) passes through untouched.
 ///
-/// Uses the `sp`, `mxcsr`, `x87_cw`, `mxcsr_control` and `mxcsr_status` const operands
-/// of the `asm!` it is expanded into; labels 4 and 5 are its own.
+/// Uses the `sp` const operand of the `asm!` it is expanded into.
 macro_rules! resume_rdx {
     () => {
         concat!(
             // From here on rsp is the target's switch frame; its layout is ours.
             "mov rsp, [rdx + {sp}]\n",
-            // Same FP control state as now (the usual case)? Then load nothing. Each
-            // read of `from` has the size of the store that wrote it, so it forwards.
-            "mov ecx, [rsi + {mxcsr}]\n",
-            "xor ecx, [rdx + {mxcsr}]\n",
-            "and ecx, {mxcsr_control}\n",
-            "jnz 5f\n",
-            "movzx ecx, word ptr [rsi + {x87_cw}]\n",
-            "cmp cx, [rdx + {x87_cw}]\n",
-            "jne 5f\n",
-            "4:\n",
             "pop rbp\n",
             "pop rcx\n",
             "pop rbx\n",
             // Into the target's switch, or into `trampoline` for a new context; a `jmp`,
             // not a `ret` (see the module docs).
             "jmp rcx\n",
-            // They differ: the target's control bits with the thread's status flags,
-            // written over the target's saved MXCSR (whose status flags mean nothing).
-            "5:\n",
-            "mov ecx, [rdx + {mxcsr}]\n",
-            "and ecx, {mxcsr_control}\n",
-            "mov r8d, [rsi + {mxcsr}]\n",
-            "and r8d, {mxcsr_status}\n",
-            "or ecx, r8d\n",
-            "mov [rdx + {mxcsr}], ecx\n",
-            "ldmxcsr dword ptr [rdx + {mxcsr}]\n",
-            "fldcw word ptr [rdx + {x87_cw}]\n",
-            "jmp 4b\n",
         )
     };
 }
@@ -326,23 +280,6 @@ unsafe extern "sysv64" fn trampoline() {
     )
 }
 
-/// Reads the running code's MXCSR and x87 control word.
-fn fp_control() -> (u32, u16) {
-    let mut mxcsr: u32 = 0;
-    let mut fcw: u16 = 0;
-    // SAFETY: both instructions only store 4 and 2 bytes to the given locals.
-    unsafe {
-        asm!(
-            "stmxcsr dword ptr [{m}]",
-            "fnstcw word ptr [{c}]",
-            m = in(reg) &raw mut mxcsr,
-            c = in(reg) &raw mut fcw,
-            options(nostack, preserves_flags),
-        );
-    }
-    (mxcsr, fcw)
-}
-
 unsafe impl Context for AsmContext {
     const NAME: &'static str = "asm-x86_64";
 
@@ -352,9 +289,6 @@ unsafe impl Context for AsmContext {
             // The context is only ever used on this thread (it is not `Send`), where the
             // sink stays valid; writing to it through this pointer is all anyone does.
             link: LINK_SINK.with(Cell::as_ptr),
-            // Written by the first switch away, before anything reads them.
-            mxcsr: 0,
-            x87_cw: 0,
             stack: None,
         }
     }
@@ -381,12 +315,9 @@ unsafe impl Context for AsmContext {
             frame.add(RBX_WORD).write(entry as usize);
             (frame.cast::<u8>(), top.sub(TOP_LINK).cast::<*const u8>())
         };
-        let (mxcsr, x87_cw) = fp_control();
         AsmContext {
             sp,
             link,
-            mxcsr,
-            x87_cw,
             stack: Some(stack),
         }
     }
@@ -422,9 +353,6 @@ unsafe impl Context for AsmContext {
                 "lea rcx, [rip + 2f]", // where this context resumes
                 "push rcx",            // .cfi_offset rip, -16
                 "push rbp",            // .cfi_offset rbp, -24
-                // Our FP control state, for the comparison and for our next resumption.
-                "stmxcsr dword ptr [rsi + {mxcsr}]",
-                "fnstcw word ptr [rsi + {x87_cw}]",
                 // Suspend: the frame is complete, publish it.
                 "mov [rsi + {sp}], rsp",
                 // Link the target to its resumer: our frame.
@@ -435,10 +363,6 @@ unsafe impl Context for AsmContext {
                 "2:",
                 sp = const offset_of!(AsmContext, sp),
                 link = const offset_of!(AsmContext, link),
-                mxcsr = const offset_of!(AsmContext, mxcsr),
-                x87_cw = const offset_of!(AsmContext, x87_cw),
-                mxcsr_control = const MXCSR_CONTROL_MASK,
-                mxcsr_status = const MXCSR_STATUS_MASK,
                 inlateout("rdi") value => back,
                 in("rsi") from,
                 in("rdx") to,
@@ -456,8 +380,8 @@ unsafe impl Context for AsmContext {
     unsafe fn exit(from: *mut Self, to: *mut Self, value: usize) -> ! {
         // SAFETY: as for `switch`; `from` never runs again, so marking it unresumable
         // only turns a later misuse into a debug assertion rather than a wild jump, and
-        // nothing is saved but its FP control state, read back before we leave. The
-        // terminal frame is a static, readable for as long as `to` runs.
+        // nothing of it is saved. The terminal frame is a static, readable for as long as
+        // `to` runs.
         unsafe {
             debug_assert!(
                 !(*to).sp.is_null(),
@@ -465,20 +389,13 @@ unsafe impl Context for AsmContext {
             );
             (*from).sp = ptr::null_mut();
             asm!(
-                "stmxcsr dword ptr [rsi + {mxcsr}]",
-                "fnstcw word ptr [rsi + {x87_cw}]",
                 // No live resumer: link the target to the terminal frame.
                 "mov r8, [rdx + {link}]",
                 "mov [r8], rcx",
                 resume_rdx!(),
                 sp = const offset_of!(AsmContext, sp),
                 link = const offset_of!(AsmContext, link),
-                mxcsr = const offset_of!(AsmContext, mxcsr),
-                x87_cw = const offset_of!(AsmContext, x87_cw),
-                mxcsr_control = const MXCSR_CONTROL_MASK,
-                mxcsr_status = const MXCSR_STATUS_MASK,
                 in("rdi") value,
-                in("rsi") from,
                 in("rdx") to,
                 in("rcx") TERMINAL_FRAME.as_ptr(),
                 options(noreturn),
