@@ -219,8 +219,14 @@ type Outcome = Option<Value>;
 /// memory for a landing pad in case dropping the handle unwound).
 #[inline(always)]
 fn transfer_to(target: impl Borrow<Greenlet>, delivery: impl Outgoing) -> Result<Value, Error> {
-    let ts = thread::state()?;
-    match transfer_in(ts, target, delivery) {
+    // Not dropped if finding the thread state unwinds (it does not; were it to, the value
+    // would leak): a drop to run on that path kept the value in memory on every switch.
+    let delivery = ManuallyDrop::new(delivery);
+    let ts = match thread::state() {
+        Ok(ts) => ts,
+        Err(error) => return Err(refuse_late(error, ManuallyDrop::into_inner(delivery))),
+    };
+    match transfer_in(ts, target, ManuallyDrop::into_inner(delivery)) {
         Some(value) => Ok(value),
         None => Err(ts.take_parked_error()),
     }
@@ -241,16 +247,42 @@ fn transfer_in(
         // as a suspended one, expanded once, here in the caller's own frame: not in a
         // function of its own, whose `ret` after the switch would be mispredicted (the
         // return stack buffer then holds the calls the child made and never returned from).
+        //
+        // `delivery` is not dropped if `prepare` unwinds (a bug; it is leaked then): with a
+        // drop to run on that path, the compiler kept the value in memory for it, stored on
+        // every switch.
+        let delivery = ManuallyDrop::new(delivery);
         if state == State::Unstarted
             && let Err(error) = prepare(ts, handle)
         {
-            return ts.park_error(error.into());
+            return refuse(ts, error.into(), ManuallyDrop::into_inner(delivery));
         }
         if state == State::Suspended || state == State::Unstarted {
-            return switch_to(ts, target, delivery);
+            return switch_to(ts, target, ManuallyDrop::into_inner(delivery));
         }
+        return transfer_unusual(ts, target, ManuallyDrop::into_inner(delivery));
     }
-    transfer_unusual(ts, target, delivery.into_delivery())
+    transfer_unusual(ts, target, delivery)
+}
+
+/// [`refuse`] when the thread's state is gone: returns `error`.
+#[cold]
+#[inline(never)]
+fn refuse_late(error: Error, delivery: impl Outgoing) -> Error {
+    drop(delivery);
+    error
+}
+
+/// Fails a switch with `error`, dropping what it would have delivered.
+///
+/// Out of line, and given `delivery` by value, so that the common path keeps the value in
+/// registers: dropped in the caller, it had to be in memory (its drop takes its address),
+/// and the compiler stored it there on every switch.
+#[cold]
+#[inline(never)]
+fn refuse(ts: &ThreadState, error: Error, delivery: impl Outgoing) -> Outcome {
+    drop(delivery);
+    ts.park_error(error)
 }
 
 /// Takes a stack for the unstarted `target` and switches to it, which starts it.
@@ -265,13 +297,16 @@ fn start(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Outgoin
 /// [`transfer`] to anything but a suspended or unstarted greenlet of this thread: fails
 /// for another thread's greenlet, forwards from a dead one to its nearest live ancestor
 /// (which may be unstarted), and lets the trace hook see a switch to oneself.
+///
+/// Takes `delivery` as it comes, by value, for the same reason as [`refuse`].
 #[cold]
 #[inline(never)]
 fn transfer_unusual(
     ts: &ThreadState,
     target: impl Borrow<Greenlet>,
-    delivery: Delivery,
+    delivery: impl Outgoing,
 ) -> Outcome {
+    let delivery = delivery.into_delivery();
     let handle = target.borrow();
     if let Err(error) = handle.check_owner(ts) {
         return ts.park_error(error);
@@ -326,12 +361,14 @@ fn switch_to(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Out
     // side deals with it.
     let origin_inner = unsafe { &*origin };
     origin_inner.state.set(State::Suspended);
-    if ts.fp.in_use() {
-        fp::exchange(ts, origin_inner, &handle.inner);
-    }
     let from = origin_inner.context_ptr();
     let mut parked = MaybeUninit::uninit();
     let handoff = ManuallyDrop::new(delivery.pack(origin, &mut parked));
+    // Once what we deliver is packed (a call with it still to drop if the call unwound kept
+    // it in memory on every switch).
+    if ts.fp.in_use() {
+        fp::exchange(ts, origin_inner, &handle.inner);
+    }
     // An owned target goes now, once what we deliver is packed: if it was the last handle,
     // the target runs without any, and is killed or freed when it is next left.
     drop(target);
