@@ -7,15 +7,17 @@
 //!    first), go straight to [`switch_to`], expanded in the caller's frame; everything
 //!    else (forwarding from a dead greenlet to its nearest live ancestor, a switch to
 //!    oneself, errors) is out of line in [`transfer_unusual`].
-//! 2. [`switch_to`] makes the target current and writes a [`Handoff`] (what is delivered,
-//!    and the state of the greenlet left) on the switching greenlet's own stack, exchanges
-//!    floating-point control states if the thread has greenlets that keep their own
-//!    ([`crate::fp`]), then switches contexts, passing the handoff's address as the
-//!    backend's `usize`.
-//! 3. The resumed side runs [`receive`]: moves the handoff out *first*; in the usual case
-//!    (a plain value, an origin that lives on and still has a handle, no trace hook) that
-//!    is all, tested with three loads. Otherwise it reclaims the stack of a greenlet that
-//!    just died, runs the trace hook, and kills or frees an origin left without handles.
+//! 2. [`switch_to`] makes the target current and sends what it delivers: in the usual
+//!    case (a plain value, from a greenlet that lives on and still has a handle, no trace
+//!    hook) the value's two words in the thread state's [`Message`]; otherwise a
+//!    [`Handoff`] on the switching greenlet's own stack (what is delivered, and the greenlet
+//!    left), whose address the backend's `usize` carries. It exchanges floating-point
+//!    control states if the thread has greenlets that keep their own ([`crate::fp`]), then
+//!    switches contexts.
+//! 3. The resumed side runs [`receive`]: takes the message *first*; in the usual case that
+//!    is all, one test of one word. Otherwise it moves the handoff out, reclaims the stack
+//!    of a greenlet that just died, runs the trace hook, and kills or frees an origin left
+//!    without handles.
 //! 4. A finishing greenlet runs [`finish`], which delivers its outcome to its parent chain
 //!    and leaves its stack for good.
 //!
@@ -24,6 +26,7 @@
 
 use std::any::Any;
 use std::borrow::Borrow;
+use std::cell::Cell;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
@@ -70,23 +73,74 @@ impl Delivery {
     }
 }
 
-/// What one greenlet hands the next at a switch. It lives on the switching greenlet's
-/// stack, wrapped in `ManuallyDrop`; the backend carries its address as the switch's
-/// `usize`, and the resumed side moves it out ([`receive`]) before anything else runs.
-/// The switching greenlet's stack stays readable until then: a suspended greenlet's
-/// frames are not touched, and a finished one's stack is reclaimed only after the move.
+/// The usual switch's delivery: a plain value, left in the thread state by the switching
+/// greenlet and taken by the one it resumes, before anything else runs.
+///
+/// Two words at a fixed place, stored and loaded one by one: the usual switch writes
+/// nothing else for the resumed side (a [`Handoff`] on the stack was four stores and as
+/// many loads on every switch). `table` is `None` when the switch is not the usual one:
+/// the backend's `usize` then carries a handoff's address.
+pub(crate) struct Message {
+    bits: Cell<MaybeUninit<u64>>,
+    table: Cell<Option<ValueTable>>,
+}
+
+impl Message {
+    /// No message yet: every switch writes one before it reads one.
+    pub(crate) fn new() -> Self {
+        Message {
+            bits: Cell::new(MaybeUninit::uninit()),
+            table: Cell::new(None),
+        }
+    }
+
+    /// Sends a plain value.
+    #[inline(always)]
+    fn send_value(&self, value: Value) {
+        let parts = value.into_parts();
+        self.bits.set(parts.bits);
+        self.table.set(Some(parts.table));
+    }
+
+    /// Says that the backend's `usize` carries a handoff's address.
+    #[inline(always)]
+    fn send_handoff(&self) {
+        self.table.set(None);
+    }
+
+    /// The value sent, if the switch that resumed us sent one; `None` if it left a handoff.
+    ///
+    /// # Safety
+    ///
+    /// The message was written by the switch that resumed us, and not taken yet.
+    #[inline(always)]
+    unsafe fn take(&self) -> Option<Value> {
+        let table = self.table.get()?;
+        Some(Value::from_parts(ValueParts {
+            bits: self.bits.get(),
+            table,
+        }))
+    }
+}
+
+/// What one greenlet hands the next at a switch that is not the usual one (see
+/// [`Message`]). It lives on the switching greenlet's stack, wrapped in `ManuallyDrop`;
+/// the backend carries its address as the switch's `usize`, and the resumed side moves it
+/// out ([`receive`]) before anything else runs. The switching greenlet's stack stays
+/// readable until then: a suspended greenlet's frames are not touched, and a finished
+/// one's stack is reclaimed only after the move.
 ///
 /// A plain value travels in `bits` and `table`, two words the compiler moves as scalars; an
-/// error or a panic, rare, stays parked on the switching side's stack and `unusual` points
-/// at it. (Moving a whole [`Delivery`] enum on every switch made the compiler copy it as
-/// a block over fields it had just stored one by one: a store-forwarding stall each time.)
+/// error or a panic stays parked on the switching side's stack and `unusual` points at it.
+/// (Moving a whole [`Delivery`] enum made the compiler copy it as a block over fields it
+/// had just stored one by one: a store-forwarding stall each time.)
 #[repr(C)]
 pub(crate) struct Handoff {
     /// The value delivered, when `unusual` has no [`Delivery`] address: its own word...
     bits: MaybeUninit<u64>,
-    /// Zero for the usual switch, so that the resumed side tests one word: otherwise the
-    /// address of a [`Delivery`] parked by the switching side (if any), with
-    /// [`ORIGIN_DIED`] set if the switching greenlet has finished.
+    /// The address of a [`Delivery`] parked by the switching side, or zero if `bits` and
+    /// `table` hold a plain value; with [`ORIGIN_DIED`] set if the switching greenlet has
+    /// finished.
     unusual: usize,
     /// ... and its type's table. The two words are apart (`repr(C)`, `unusual` between
     /// them) so that the compiler cannot copy them as one 16-byte block: loaded that way
@@ -94,6 +148,7 @@ pub(crate) struct Handoff {
     table: MaybeUninit<ValueTable>,
     /// The state of the greenlet switched away from. Not counted: if it has no handle left,
     /// the receiving side kills it (suspended) or frees it (finished); see [`release`].
+    /// (The usual switch has no handoff: its origin has a handle and lives on.)
     origin: *const Inner,
 }
 
@@ -136,6 +191,19 @@ const _: () = assert!(align_of::<Delivery>() > ORIGIN_DIED);
 /// Something a switch can deliver: a plain [`Value`] (the common case, which never builds
 /// a [`Delivery`]), or any [`Delivery`].
 pub(crate) trait Outgoing: Sized {
+    /// Sends `self` in the thread state's [`Message`] if it is a plain value and `usual`
+    /// (see [`Message`]) and returns 0; otherwise packs it into a handoff, sends a message
+    /// that says so, and returns the value the backend must carry: the handoff's address.
+    /// Anything but a value is moved into `parked`; `parked` and `handoff` must stay where
+    /// they are until the switch has been received.
+    fn send(
+        self,
+        ts: &ThreadState,
+        usual: bool,
+        origin: *const Inner,
+        parked: &mut MaybeUninit<Delivery>,
+        handoff: &mut MaybeUninit<Handoff>,
+    ) -> usize;
     /// Packs `self` into a handoff; anything but a value is moved into `parked`, which must
     /// stay where it is until the handoff has been received.
     fn pack(self, origin: *const Inner, parked: &mut MaybeUninit<Delivery>) -> Handoff;
@@ -144,6 +212,22 @@ pub(crate) trait Outgoing: Sized {
 }
 
 impl Outgoing for Value {
+    #[inline(always)]
+    fn send(
+        self,
+        ts: &ThreadState,
+        usual: bool,
+        origin: *const Inner,
+        parked: &mut MaybeUninit<Delivery>,
+        handoff: &mut MaybeUninit<Handoff>,
+    ) -> usize {
+        if usual {
+            ts.message.send_value(self);
+            return 0;
+        }
+        send_handoff(ts, self.pack(origin, parked), handoff)
+    }
+
     #[inline(always)]
     fn pack(self, origin: *const Inner, _parked: &mut MaybeUninit<Delivery>) -> Handoff {
         Handoff::of_value(self, origin)
@@ -155,6 +239,21 @@ impl Outgoing for Value {
 }
 
 impl Outgoing for Delivery {
+    #[inline(always)]
+    fn send(
+        self,
+        ts: &ThreadState,
+        usual: bool,
+        origin: *const Inner,
+        parked: &mut MaybeUninit<Delivery>,
+        handoff: &mut MaybeUninit<Handoff>,
+    ) -> usize {
+        match self {
+            Delivery::Value(value) => value.send(ts, usual, origin, parked, handoff),
+            other => send_handoff(ts, other.pack(origin, parked), handoff),
+        }
+    }
+
     #[inline(always)]
     fn pack(self, origin: *const Inner, parked: &mut MaybeUninit<Delivery>) -> Handoff {
         match self {
@@ -171,6 +270,14 @@ impl Outgoing for Delivery {
     fn into_delivery(self) -> Delivery {
         self
     }
+}
+
+/// Sends `packed` as the switch's handoff, moved into `handoff`; returns its address, for
+/// the backend to carry.
+#[inline(always)]
+fn send_handoff(ts: &ThreadState, packed: Handoff, handoff: &mut MaybeUninit<Handoff>) -> usize {
+    ts.message.send_handoff();
+    ptr::from_ref::<Handoff>(handoff.write(packed)).expose_provenance()
 }
 
 /// Ends the process with a message: for broken internal invariants only.
@@ -363,8 +470,14 @@ fn switch_to(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Out
     origin_inner.state.set(State::Suspended);
     let from = origin_inner.context_ptr();
     let mut parked = MaybeUninit::uninit();
-    let handoff = ManuallyDrop::new(delivery.pack(origin, &mut parked));
-    // Once what we deliver is packed (a call with it still to drop if the call unwound kept
+    let mut handoff = MaybeUninit::uninit();
+    // The usual switch, with nothing for the resumed side to do but take the value: no
+    // trace hook to run, and an origin with a handle left (else the resumed side kills or
+    // frees it). Nothing runs between here and the resumed side that could change either.
+    // SAFETY: the origin's state is alive (see above).
+    let usual = !trace::has_tracer(ts) && unsafe { Shared::count_at(origin) } != 0;
+    let message = delivery.send(ts, usual, origin, &mut parked, &mut handoff);
+    // Once what we deliver is sent (a call with it still to drop if the call unwound kept
     // it in memory on every switch).
     if ts.fp.in_use() {
         fp::exchange(ts, origin_inner, &handle.inner);
@@ -377,9 +490,9 @@ fn switch_to(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Out
     // target's is the running one's once we switch, the origin's is left to the receiving
     // side). The handoff (and `parked`) are moved out by the resumed side before our stack
     // can go away (see `Handoff`).
-    let message = unsafe { DefaultContext::switch(from, to, handoff_address(&handoff)) };
-    // SAFETY: whoever resumed us passed the address of their handoff.
-    unsafe { receive_outcome(ts, message) }
+    let received = unsafe { DefaultContext::switch(from, to, message) };
+    // SAFETY: whoever resumed us sent a message, and a handoff's address if it says so.
+    unsafe { receive_outcome(ts, received) }
 }
 
 /// The `usize` a switch carries: the address of the switching side's handoff.
@@ -388,26 +501,27 @@ fn handoff_address(handoff: &ManuallyDrop<Handoff>) -> usize {
     ptr::from_ref::<Handoff>(handoff).expose_provenance()
 }
 
-/// What a greenlet does first whenever it is resumed or started: moves the handoff at
-/// `message` out, and returns what it delivers: `Ok` for a plain value, `Err` for any
-/// other delivery (an error, or a panic to resume).
+/// What a greenlet does first whenever it is resumed or started: takes the message the
+/// switch that resumed it sent (and the handoff at `received`, if the message says there is
+/// one), and returns what it delivers: `Ok` for a plain value, `Err` for any other
+/// delivery (an error, or a panic to resume).
 ///
 /// The usual switch (a plain value from a greenlet that lives on and still has a handle,
-/// no trace hook) reads three words, one each of the handoff, the thread state and the
-/// origin's count (see [`receive_usual`]); the rest is out of line.
+/// no trace hook) is one test of one word of the thread state (see [`Message`]); the rest
+/// is out of line.
 ///
 /// # Safety
 ///
-/// `message` is the value a switch into this greenlet passed: the address of a handoff
-/// that nobody has moved out yet.
+/// `received` is the value the switch into this greenlet carried, and the message it sent
+/// has not been taken yet: if the message holds no value, `received` is the address of a
+/// handoff that nobody has moved out yet.
 #[inline(always)]
-unsafe fn receive(ts: &ThreadState, message: usize) -> Result<Value, Delivery> {
-    let handoff = ptr::with_exposed_provenance::<Handoff>(message);
+unsafe fn receive(ts: &ThreadState, received: usize) -> Result<Value, Delivery> {
     // SAFETY: the caller's contract.
     unsafe {
-        match receive_usual(ts, handoff) {
+        match ts.message.take() {
             Some(value) => Ok(value),
-            None => receive_unusual(ts, handoff),
+            None => receive_unusual(ts, ptr::with_exposed_provenance(received)),
         }
     }
 }
@@ -419,39 +533,13 @@ unsafe fn receive(ts: &ThreadState, message: usize) -> Result<Value, Delivery> {
 ///
 /// As for [`receive`].
 #[inline(always)]
-unsafe fn receive_outcome(ts: &ThreadState, message: usize) -> Outcome {
-    let handoff = ptr::with_exposed_provenance::<Handoff>(message);
+unsafe fn receive_outcome(ts: &ThreadState, received: usize) -> Outcome {
     // SAFETY: the caller's contract.
     unsafe {
-        match receive_usual(ts, handoff) {
+        match ts.message.take() {
             Some(value) => Some(value),
-            None => receive_unusual_outcome(ts, handoff),
+            None => receive_unusual_outcome(ts, ptr::with_exposed_provenance(received)),
         }
-    }
-}
-
-/// Receives the usual handoff (a plain value from a greenlet that lives on and still has a
-/// handle, no trace hook) and returns its value; `None`, with the handoff left unread, for
-/// any other.
-///
-/// # Safety
-///
-/// `handoff` is the unread handoff of the switch that resumed us.
-#[inline(always)]
-unsafe fn receive_usual(ts: &ThreadState, handoff: *const Handoff) -> Option<Value> {
-    // SAFETY: the caller's contract; the value's words are written when `unusual` is zero (see
-    // `Outgoing::pack`), and the origin's state is alive until the receiving side releases
-    // it (see `Handoff`). Reading the hook's cell and the count runs no code, so the
-    // handoff is still unread when the value is moved out; the switching side never
-    // touches it again.
-    unsafe {
-        if (*handoff).unusual != 0
-            || trace::has_tracer(ts)
-            || Shared::count_at((*handoff).origin) == 0
-        {
-            return None;
-        }
-        Some(Handoff::take_value(handoff))
     }
 }
 
@@ -463,8 +551,9 @@ unsafe fn receive_usual(ts: &ThreadState, handoff: *const Handoff) -> Option<Val
 #[cold]
 #[inline(never)]
 unsafe fn receive_unusual_outcome(ts: &ThreadState, handoff: *const Handoff) -> Outcome {
-    // SAFETY: the caller's contract; as in `receive_usual`, with the origin's stack
-    // reclaimed only once the handoff has been moved out.
+    // SAFETY: the caller's contract: the value's words are written when `unusual` holds no
+    // delivery address (see `Outgoing::pack`), and the origin's state is alive until
+    // released; its stack is reclaimed only once the handoff has been moved out.
     unsafe {
         // A plain value from a greenlet that has just finished: as the usual case, plus
         // reclaiming its stack.
@@ -721,12 +810,13 @@ fn leave(ts: &ThreadState, target: impl Borrow<Greenlet>, outcome: impl Outgoing
         let origin = ts.replace_current(Shared::as_ptr(&handle.inner));
         // SAFETY: our own state, alive until the receiving side releases it.
         let origin_inner = unsafe { &*origin };
-        if ts.fp.in_use() {
-            fp::exchange(ts, origin_inner, &handle.inner);
-        }
         let from = origin_inner.context_ptr();
         let mut handoff = outcome.pack(origin, &mut parked);
         handoff.unusual |= ORIGIN_DIED;
+        ts.message.send_handoff();
+        if ts.fp.in_use() {
+            fp::exchange(ts, origin_inner, &handle.inner);
+        }
         // Nothing with a destructor may stay on this stack. Dropping an owned `target` here
         // runs no code of the user's: it is running now, so neither killed nor freed.
         drop(target);

@@ -23,6 +23,7 @@ use crate::fp::ThreadFp;
 use crate::greenlet::{Greenlet, Inner, State};
 use crate::kill::UnraisableHook;
 use crate::shared::{BlockCache, Shared};
+use crate::switch::Message;
 use crate::trace::Tracer;
 
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
@@ -59,6 +60,8 @@ pub(crate) struct ThreadState {
     /// Whether greenlets with their own floating-point control state exist (see
     /// [`crate::fp`]).
     pub(crate) fp: ThreadFp,
+    /// What the switch in flight delivers (see [`crate::switch`]).
+    pub(crate) message: Message,
 }
 
 impl ThreadState {
@@ -92,6 +95,7 @@ impl ThreadState {
             parked_error: Cell::new(None),
             blocks: BlockCache::new(),
             fp: ThreadFp::new(),
+            message: Message::new(),
         }
     }
 
