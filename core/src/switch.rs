@@ -191,19 +191,22 @@ const _: () = assert!(align_of::<Delivery>() > ORIGIN_DIED);
 /// Something a switch can deliver: a plain [`Value`] (the common case, which never builds
 /// a [`Delivery`]), or any [`Delivery`].
 pub(crate) trait Outgoing: Sized {
-    /// Sends `self` in the thread state's [`Message`] if it is a plain value and `usual`
-    /// (see [`Message`]) and returns 0; otherwise packs it into a handoff, sends a message
-    /// that says so, and returns the value the backend must carry: the handoff's address.
-    /// Anything but a value is moved into `parked`; `parked` and `handoff` must stay where
-    /// they are until the switch has been received.
+    /// Sends `self`: packs it into a handoff, sends a message that says so, and returns
+    /// the value the backend must carry, the handoff's address. Anything but a value is
+    /// moved into `parked`; `parked` and `handoff` must stay where they are until the switch
+    /// has been received. A [`Value`] sent on a `usual` switch goes in the [`Message`]
+    /// itself instead (a [`Delivery`] holding one is rare: it takes a handoff).
+    #[inline(always)]
     fn send(
         self,
         ts: &ThreadState,
-        usual: bool,
+        _usual: bool,
         origin: *const Inner,
         parked: &mut MaybeUninit<Delivery>,
         handoff: &mut MaybeUninit<Handoff>,
-    ) -> usize;
+    ) -> usize {
+        send_handoff(ts, self.pack(origin, parked), handoff)
+    }
     /// Packs `self` into a handoff; anything but a value is moved into `parked`, which must
     /// stay where it is until the handoff has been received.
     fn pack(self, origin: *const Inner, parked: &mut MaybeUninit<Delivery>) -> Handoff;
@@ -239,21 +242,6 @@ impl Outgoing for Value {
 }
 
 impl Outgoing for Delivery {
-    #[inline(always)]
-    fn send(
-        self,
-        ts: &ThreadState,
-        usual: bool,
-        origin: *const Inner,
-        parked: &mut MaybeUninit<Delivery>,
-        handoff: &mut MaybeUninit<Handoff>,
-    ) -> usize {
-        match self {
-            Delivery::Value(value) => value.send(ts, usual, origin, parked, handoff),
-            other => send_handoff(ts, other.pack(origin, parked), handoff),
-        }
-    }
-
     #[inline(always)]
     fn pack(self, origin: *const Inner, parked: &mut MaybeUninit<Delivery>) -> Handoff {
         match self {
