@@ -17,6 +17,7 @@ use std::any::{Any, TypeId};
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{self, ManuallyDrop, MaybeUninit};
+use std::ptr;
 
 /// The storage word of a [`Value`]: 64 bits on every target, so that `u64` and `f64` are
 /// stored unboxed on 32-bit targets (wasm32) too.
@@ -145,7 +146,11 @@ impl Value {
     /// ```
     #[inline]
     pub fn is<T: 'static>(&self) -> bool {
-        self.vtable.type_id == TypeId::of::<T>()
+        // The table `Value::new::<T>` uses, most of the time: one comparison of addresses, no
+        // load. Not always (each crate, even each codegen unit, may have its own copy of a
+        // table), so different addresses fall back to comparing the type ids.
+        ptr::eq(self.vtable, const { &TableOf::<T>::VTABLE })
+            || self.vtable.type_id == TypeId::of::<T>()
     }
 
     /// The name of the type held, for messages.
