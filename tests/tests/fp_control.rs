@@ -175,6 +175,11 @@ fn greenlets_without_their_own_state_share_it_around_one_with() {
 
 #[test]
 fn status_flags_stay_the_threads() {
+    if greenlet_backends::stack::running_on_valgrind() {
+        // Valgrind does not model the FP status flags: `fetestexcept` sees none raised.
+        eprintln!("skipped under valgrind, which does not keep the FP status flags");
+        return;
+    }
     from_default(|| {
         // SAFETY: clears a status flag of this thread.
         unsafe { feclearexcept(fe::INEXACT) };
