@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell, UnsafeCell};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::mem::ManuallyDrop;
+use std::ptr;
 
 use greenlet_backends::stack::DEFAULT_STACK_SIZE;
 use greenlet_backends::{Context, DefaultContext};
@@ -46,6 +47,11 @@ pub(crate) type Locals = Vec<(TypeId, Box<dyn Any>)>;
 /// The state shared by all handles of one greenlet. It has a fixed size (see
 /// [`EntryClosure`]), so a handle is one pointer and every field sits at a constant offset.
 pub(crate) struct Inner {
+    /// `Unstarted`, `Suspended` or `Dead`: never `Running`. A started greenlet that is not
+    /// dead is stored as `Suspended`, and is running exactly when it is its thread's current
+    /// greenlet (see [`Greenlet::state`]): so a switch stores no state at all (two byte
+    /// stores per switch, each read back by the other side soon after, cost more than
+    /// the rest of the greenlet layer's work).
     pub(crate) state: Cell<State>,
     /// A main greenlet: the one of its thread's own stack (it never has a parent).
     pub(crate) is_main: bool,
@@ -88,6 +94,14 @@ impl Drop for Inner {
 }
 
 impl Inner {
+    /// Whether this greenlet is its thread's current one, given that it has started and
+    /// not finished (the state stored for it is `Suspended`).
+    pub(crate) fn is_running(&self) -> bool {
+        // Another thread's current greenlet is never ours: a greenlet only runs in the
+        // thread that owns it. After the thread state is gone nothing runs.
+        thread::state().is_ok_and(|ts| ptr::eq(ts.current_address(), self))
+    }
+
     /// The backend context. Only called on greenlets that have one: started and not dead,
     /// or main.
     #[inline]
@@ -368,7 +382,10 @@ impl Greenlet {
     /// ```
     #[inline]
     pub fn state(&self) -> State {
-        self.inner.state.get()
+        match self.inner.state.get() {
+            State::Suspended if self.inner.is_running() => State::Running,
+            stored => stored,
+        }
     }
 
     /// Started and not finished: running or suspended (greenlet's `bool(g)`).

@@ -9,15 +9,15 @@
 //!    oneself, errors) is out of line in [`transfer_unusual`].
 //! 2. [`switch_to`] makes the target current and sends what it delivers: in the usual
 //!    case (a plain value, from a greenlet that lives on and still has a handle, no trace
-//!    hook) the value's two words in the thread state's [`Message`]; otherwise a
-//!    [`Handoff`] on the switching greenlet's own stack (what is delivered, and the greenlet
-//!    left), whose address the backend's `usize` carries. It exchanges floating-point
-//!    control states if the thread has greenlets that keep their own ([`crate::fp`]), then
-//!    switches contexts.
-//! 3. The resumed side runs [`receive`]: takes the message *first*; in the usual case that
-//!    is all, one test of one word. Otherwise it moves the handoff out, reclaims the stack
-//!    of a greenlet that just died, runs the trace hook, and kills or frees an origin left
-//!    without handles.
+//!    hook) the value's table as the backend's `usize` and its own word in the thread
+//!    state's [`Message`]; otherwise a [`Handoff`] on the switching greenlet's own stack
+//!    (what is delivered, and the greenlet left), whose tagged address the `usize` carries.
+//!    It exchanges floating-point control states if the thread has greenlets that keep
+//!    their own ([`crate::fp`]), then switches contexts.
+//! 3. The resumed side runs [`receive`]: takes the value *first*; in the usual case that
+//!    is all, one test of the word it received. Otherwise it moves the handoff out,
+//!    reclaims the stack of a greenlet that just died, runs the trace hook, and kills or
+//!    frees an origin left without handles.
 //! 4. A finishing greenlet runs [`finish`], which delivers its outcome to its parent chain
 //!    and leaves its stack for good.
 //!
@@ -73,54 +73,64 @@ impl Delivery {
     }
 }
 
-/// The usual switch's delivery: a plain value, left in the thread state by the switching
-/// greenlet and taken by the one it resumes, before anything else runs.
+/// The usual switch's delivery, a plain value: its table's address is the `usize` the
+/// backend carries (in a register), and its own word waits here, in the thread state,
+/// for the greenlet resumed to take it before anything else runs.
 ///
-/// Two words at a fixed place, stored and loaded one by one: the usual switch writes
-/// nothing else for the resumed side (a [`Handoff`] on the stack was four stores and as
-/// many loads on every switch). `table` is `None` when the switch is not the usual one:
-/// the backend's `usize` then carries a handoff's address.
+/// The word goes through memory because it may hold uninitialised bytes (a `()`, or a
+/// type's padding), which no integer may; the table's address is always initialised, and
+/// even. So the usual switch stores one word for the resumed side and the resumed side
+/// tests the register it received (a [`Handoff`] on the stack was four stores and as many
+/// loads on every switch; both words here, one more of each, measurably slower). Any other
+/// switch carries a handoff's address with [`HANDOFF_TAG`] set.
 pub(crate) struct Message {
     bits: Cell<MaybeUninit<u64>>,
-    table: Cell<Option<ValueTable>>,
 }
+
+/// The bit that marks the `usize` a switch carries as a handoff's address rather than a
+/// value's table. Both are even, so it is free.
+const HANDOFF_TAG: usize = 1;
+const _: () = assert!(align_of::<Handoff>() > HANDOFF_TAG);
 
 impl Message {
     /// No message yet: every switch writes one before it reads one.
     pub(crate) fn new() -> Self {
         Message {
             bits: Cell::new(MaybeUninit::uninit()),
-            table: Cell::new(None),
         }
     }
 
-    /// Sends a plain value.
+    /// Sends a plain value; returns what the backend must carry.
     #[inline(always)]
-    fn send_value(&self, value: Value) {
+    fn send_value(&self, value: Value) -> usize {
         let parts = value.into_parts();
         self.bits.set(parts.bits);
-        self.table.set(Some(parts.table));
+        parts.table.address()
     }
 
-    /// Says that the backend's `usize` carries a handoff's address.
-    #[inline(always)]
-    fn send_handoff(&self) {
-        self.table.set(None);
-    }
-
-    /// The value sent, if the switch that resumed us sent one; `None` if it left a handoff.
+    /// The value sent, if the switch that resumed us carried a value's table (`received`);
+    /// `None` if it carried a handoff's address.
     ///
     /// # Safety
     ///
-    /// The message was written by the switch that resumed us, and not taken yet.
+    /// `received` is what the switch that resumed us carried, and the value not taken yet.
     #[inline(always)]
-    unsafe fn take(&self) -> Option<Value> {
-        let table = self.table.get()?;
+    unsafe fn take(&self, received: usize) -> Option<Value> {
+        if received & HANDOFF_TAG != 0 {
+            return None;
+        }
         Some(Value::from_parts(ValueParts {
             bits: self.bits.get(),
-            table,
+            // SAFETY: the caller's contract: an untagged word is a table's address.
+            table: unsafe { ValueTable::from_address(received) },
         }))
     }
+}
+
+/// The handoff whose tagged address a switch carried.
+#[inline(always)]
+fn handoff_at(received: usize) -> *const Handoff {
+    ptr::with_exposed_provenance(received & !HANDOFF_TAG)
 }
 
 /// What one greenlet hands the next at a switch that is not the usual one (see
@@ -191,21 +201,21 @@ const _: () = assert!(align_of::<Delivery>() > ORIGIN_DIED);
 /// Something a switch can deliver: a plain [`Value`] (the common case, which never builds
 /// a [`Delivery`]), or any [`Delivery`].
 pub(crate) trait Outgoing: Sized {
-    /// Sends `self`: packs it into a handoff, sends a message that says so, and returns
-    /// the value the backend must carry, the handoff's address. Anything but a value is
-    /// moved into `parked`; `parked` and `handoff` must stay where they are until the switch
-    /// has been received. A [`Value`] sent on a `usual` switch goes in the [`Message`]
-    /// itself instead (a [`Delivery`] holding one is rare: it takes a handoff).
+    /// Sends `self`: packs it into a handoff and returns the value the backend must carry,
+    /// the handoff's tagged address. Anything but a value is moved into `parked`; `parked`
+    /// and `handoff` must stay where they are until the switch has been received. A
+    /// [`Value`] sent on a `usual` switch goes as a [`Message`] instead (a [`Delivery`]
+    /// holding one is rare: it takes a handoff).
     #[inline(always)]
     fn send(
         self,
-        ts: &ThreadState,
+        _ts: &ThreadState,
         _usual: bool,
         origin: *const Inner,
         parked: &mut MaybeUninit<Delivery>,
         handoff: &mut MaybeUninit<Handoff>,
     ) -> usize {
-        send_handoff(ts, self.pack(origin, parked), handoff)
+        send_handoff(self.pack(origin, parked), handoff)
     }
     /// Packs `self` into a handoff; anything but a value is moved into `parked`, which must
     /// stay where it is until the handoff has been received.
@@ -225,10 +235,9 @@ impl Outgoing for Value {
         handoff: &mut MaybeUninit<Handoff>,
     ) -> usize {
         if usual {
-            ts.message.send_value(self);
-            return 0;
+            return ts.message.send_value(self);
         }
-        send_handoff(ts, self.pack(origin, parked), handoff)
+        send_handoff(self.pack(origin, parked), handoff)
     }
 
     #[inline(always)]
@@ -260,12 +269,11 @@ impl Outgoing for Delivery {
     }
 }
 
-/// Sends `packed` as the switch's handoff, moved into `handoff`; returns its address, for
-/// the backend to carry.
+/// Sends `packed` as the switch's handoff, moved into `handoff`; returns its tagged
+/// address, for the backend to carry.
 #[inline(always)]
-fn send_handoff(ts: &ThreadState, packed: Handoff, handoff: &mut MaybeUninit<Handoff>) -> usize {
-    ts.message.send_handoff();
-    ptr::from_ref::<Handoff>(handoff.write(packed)).expose_provenance()
+fn send_handoff(packed: Handoff, handoff: &mut MaybeUninit<Handoff>) -> usize {
+    ptr::from_ref::<Handoff>(handoff.write(packed)).expose_provenance() | HANDOFF_TAG
 }
 
 /// Ends the process with a message: for broken internal invariants only.
@@ -337,7 +345,9 @@ fn transfer_in(
     let handle = target.borrow();
     // Two tests rather than a `match`, which compiles to a jump table.
     if handle.inner.owner == ts.serial {
-        let state = handle.state();
+        // The stored state (see `Inner::state`): `Suspended` for the running greenlet too,
+        // which is told apart by address below.
+        let state = handle.inner.state.get();
         // An unstarted target gets its stack first, out of line, then takes the same switch
         // as a suspended one, expanded once, here in the caller's own frame: not in a
         // function of its own, whose `ret` after the switch would be mispredicted (the
@@ -352,7 +362,8 @@ fn transfer_in(
         {
             return refuse(ts, error.into(), ManuallyDrop::into_inner(delivery));
         }
-        if state == State::Suspended || state == State::Unstarted {
+        let running = ptr::eq(Shared::as_ptr(&handle.inner), ts.current_address());
+        if (state == State::Suspended && !running) || state == State::Unstarted {
             return switch_to(ts, target, ManuallyDrop::into_inner(delivery));
         }
         return transfer_unusual(ts, target, ManuallyDrop::into_inner(delivery));
@@ -419,7 +430,8 @@ fn transfer_unusual(
     }
 }
 
-/// Makes sure `greenlet` has a context to switch to, taking a stack if it is unstarted.
+/// Makes sure `greenlet` has a context to switch to, taking a stack if it is unstarted;
+/// from then on it counts as started (every caller switches to it next).
 ///
 /// Fails with the stack pool's error alone, which is small enough to come back in
 /// registers; `?` makes it an [`Error::NoStack`].
@@ -436,6 +448,8 @@ fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
     // SAFETY: as above; the slot is empty (checked above), so writing over it without
     // dropping its old contents loses nothing.
     unsafe { slot.write(Some(context)) };
+    // Started (see `Inner::state`): running once the caller has switched to it.
+    greenlet.inner.state.set(State::Suspended);
     Ok(())
 }
 
@@ -448,14 +462,12 @@ fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
 #[inline(always)]
 fn switch_to(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Outgoing) -> Outcome {
     let handle = target.borrow();
-    handle.inner.state.set(State::Running);
     let to = handle.context_ptr();
     let origin = ts.replace_current(Shared::as_ptr(&handle.inner));
     // SAFETY: the origin was running until now, so its state is alive (see `Shared`), and
     // it stays so while suspended: nothing runs that could free it before the receiving
     // side deals with it.
     let origin_inner = unsafe { &*origin };
-    origin_inner.state.set(State::Suspended);
     let from = origin_inner.context_ptr();
     let mut parked = MaybeUninit::uninit();
     let mut handoff = MaybeUninit::uninit();
@@ -483,33 +495,31 @@ fn switch_to(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Out
     unsafe { receive_outcome(ts, received) }
 }
 
-/// The `usize` a switch carries: the address of the switching side's handoff.
+/// The `usize` a switch carries for a handoff: its tagged address (see [`Message`]).
 #[inline(always)]
 fn handoff_address(handoff: &ManuallyDrop<Handoff>) -> usize {
-    ptr::from_ref::<Handoff>(handoff).expose_provenance()
+    ptr::from_ref::<Handoff>(handoff).expose_provenance() | HANDOFF_TAG
 }
 
-/// What a greenlet does first whenever it is resumed or started: takes the message the
-/// switch that resumed it sent (and the handoff at `received`, if the message says there is
-/// one), and returns what it delivers: `Ok` for a plain value, `Err` for any other
-/// delivery (an error, or a panic to resume).
+/// What a greenlet does first whenever it is resumed or started: takes what the switch
+/// that resumed it sent (`received`, the word the backend carried, and the thread state's
+/// [`Message`], or the handoff `received` points at), and returns what it delivers: `Ok`
+/// for a plain value, `Err` for any other delivery (an error, or a panic to resume).
 ///
 /// The usual switch (a plain value from a greenlet that lives on and still has a handle,
-/// no trace hook) is one test of one word of the thread state (see [`Message`]); the rest
-/// is out of line.
+/// no trace hook) is one test of `received` and one load; the rest is out of line.
 ///
 /// # Safety
 ///
-/// `received` is the value the switch into this greenlet carried, and the message it sent
-/// has not been taken yet: if the message holds no value, `received` is the address of a
-/// handoff that nobody has moved out yet.
+/// `received` is the value the switch into this greenlet carried, and what it sent has
+/// not been taken yet: the message's word, or the handoff `received` points at.
 #[inline(always)]
 unsafe fn receive(ts: &ThreadState, received: usize) -> Result<Value, Delivery> {
     // SAFETY: the caller's contract.
     unsafe {
-        match ts.message.take() {
+        match ts.message.take(received) {
             Some(value) => Ok(value),
-            None => receive_unusual(ts, ptr::with_exposed_provenance(received)),
+            None => receive_unusual(ts, handoff_at(received)),
         }
     }
 }
@@ -524,9 +534,9 @@ unsafe fn receive(ts: &ThreadState, received: usize) -> Result<Value, Delivery> 
 unsafe fn receive_outcome(ts: &ThreadState, received: usize) -> Outcome {
     // SAFETY: the caller's contract.
     unsafe {
-        match ts.message.take() {
+        match ts.message.take(received) {
             Some(value) => Some(value),
-            None => receive_unusual_outcome(ts, ptr::with_exposed_provenance(received)),
+            None => receive_unusual_outcome(ts, handoff_at(received)),
         }
     }
 }
@@ -737,7 +747,8 @@ fn finish_inline(ts: &ThreadState, outcome: impl Outgoing) -> ! {
     let parent = unsafe { (*me.parent.as_ptr()).as_ref() };
     match parent {
         // The usual case: back to the parent, suspended in a switch.
-        Some(parent) if parent.state() == State::Suspended => leave(ts, parent, outcome),
+        // Its stored state: the parent is not the running greenlet, we are.
+        Some(parent) if parent.inner.state.get() == State::Suspended => leave(ts, parent, outcome),
         _ => finish_further(ts, me.parent(), outcome),
     }
 }
@@ -793,7 +804,6 @@ fn leave(ts: &ThreadState, target: impl Borrow<Greenlet>, outcome: impl Outgoing
     let mut parked = MaybeUninit::uninit();
     let (from, to, handoff) = {
         let handle = target.borrow();
-        handle.inner.state.set(State::Running);
         let to = handle.context_ptr();
         let origin = ts.replace_current(Shared::as_ptr(&handle.inner));
         // SAFETY: our own state, alive until the receiving side releases it.
@@ -801,7 +811,6 @@ fn leave(ts: &ThreadState, target: impl Borrow<Greenlet>, outcome: impl Outgoing
         let from = origin_inner.context_ptr();
         let mut handoff = outcome.pack(origin, &mut parked);
         handoff.unusual |= ORIGIN_DIED;
-        ts.message.send_handoff();
         if ts.fp.in_use() {
             fp::exchange(ts, origin_inner, &handle.inner);
         }

@@ -72,7 +72,8 @@ impl ThreadState {
         }
         install_overflow_handler();
         let inner = Shared::new(None, || Inner {
-            state: Cell::new(State::Running),
+            // Started and not dead; running, since it is current (see `Inner::state`).
+            state: Cell::new(State::Suspended),
             is_main: true,
             parent: Cell::new(None),
             context: UnsafeCell::new(Some(DefaultContext::thread())),

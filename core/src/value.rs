@@ -242,6 +242,28 @@ pub(crate) struct ValueParts {
 #[derive(Clone, Copy)]
 pub(crate) struct ValueTable(&'static VTable);
 
+impl ValueTable {
+    /// The table's address, with its provenance exposed for [`ValueTable::from_address`].
+    /// Always even: a table is aligned to more than one byte.
+    #[inline(always)]
+    pub(crate) fn address(self) -> usize {
+        ptr::from_ref(self.0).expose_provenance()
+    }
+
+    /// The table at `address`.
+    ///
+    /// # Safety
+    ///
+    /// `address` was returned by [`ValueTable::address`].
+    #[inline(always)]
+    pub(crate) unsafe fn from_address(address: usize) -> ValueTable {
+        // SAFETY: the caller's contract: the address of a `'static` table, exposed.
+        ValueTable(unsafe { &*ptr::with_exposed_provenance::<VTable>(address) })
+    }
+}
+
+const _: () = assert!(align_of::<VTable>() > 1);
+
 impl Value {
     /// Takes the value apart, giving up ownership to the parts.
     #[inline(always)]
