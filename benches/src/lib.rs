@@ -5,6 +5,10 @@
 //! (`src/bin/memprobe.rs`, one subprocess per row) and the Python greenlet script
 //! (`python/greenlet_bench.py`), and prints one table with ours/peer ratios.
 //!
+//! For profiling, `src/bin/hotloop.rs` runs each timed operation as a plain loop (for perf
+//! and callgrind), and `src/bin/layer_costs.rs` times the steps of a greenlet switch one at a
+//! time on top of the raw backend switch.
+//!
 //! The criterion group and bench names here are what `cargo xtask bench` reads back from
 //! `target/criterion/<group>/<bench>/new/estimates.json`: change them in both places.
 
