@@ -476,7 +476,7 @@ fn switch_to(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Out
     // frees it). Nothing runs between here and the resumed side that could change either.
     // SAFETY: the origin's state is alive (see above).
     let usual = !trace::has_tracer(ts) && unsafe { Shared::count_at(origin) } != 0;
-    let message = delivery.send(ts, usual, origin, &mut parked, &mut handoff);
+    let carried = delivery.send(ts, usual, origin, &mut parked, &mut handoff);
     // Once what we deliver is sent (a call with it still to drop if the call unwound kept
     // it in memory on every switch).
     if ts.fp.in_use() {
@@ -490,8 +490,9 @@ fn switch_to(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Out
     // target's is the running one's once we switch, the origin's is left to the receiving
     // side). The handoff (and `parked`) are moved out by the resumed side before our stack
     // can go away (see `Handoff`).
-    let received = unsafe { DefaultContext::switch(from, to, message) };
-    // SAFETY: whoever resumed us sent a message, and a handoff's address if it says so.
+    let received = unsafe { DefaultContext::switch(from, to, carried) };
+    // SAFETY: whoever resumed us carried a value's table (its word in the message) or a
+    // handoff's tagged address, and nothing has taken either yet.
     unsafe { receive_outcome(ts, received) }
 }
 
@@ -673,8 +674,8 @@ fn reclaim_stack(ts: &ThreadState, dead: &Inner) {
     }
 }
 
-/// The first function on every greenlet's stack; `message` is the first switch's handoff
-/// and `data` the thread state of the thread that prepared the greenlet (see [`prepare`]).
+/// The first function on every greenlet's stack; `received` is what the first switch
+/// carried (see [`receive`]) and `data` the thread state of the thread that prepared the greenlet (see [`prepare`]).
 ///
 /// Everything the greenlet runs returns here before it leaves its stack, and the usual
 /// leaving switch (to a suspended parent, see [`finish_inline`]) is expanded in this frame.
@@ -683,12 +684,12 @@ fn reclaim_stack(ts: &ThreadState, dead: &Inner) {
 /// stack buffer is as the switch that started it left it, and the code that resumes
 /// predicts its own returns. (Leaving from deep inside the closure's call chain made the
 /// parent's next return mispredicted: ~15 ns per greenlet created in a function.)
-unsafe extern "C" fn greenlet_entry(message: usize, data: *mut ()) -> ! {
+unsafe extern "C" fn greenlet_entry(received: usize, data: *mut ()) -> ! {
     // SAFETY: `prepare` passed this thread's state, which outlives every greenlet that runs
     // in the thread; a greenlet only ever runs in the thread that prepared it.
     let ts = unsafe { &*data.cast_const().cast::<ThreadState>() };
-    // SAFETY: the switch that started us passed its handoff's address.
-    match unsafe { run_current(ts, message) } {
+    // SAFETY: `received` is what the switch that started us carried, not taken yet.
+    match unsafe { run_current(ts, received) } {
         Ok(Some(value)) => finish_inline(ts, value),
         Ok(None) => {
             let error = ts.take_parked_error();
@@ -698,8 +699,8 @@ unsafe extern "C" fn greenlet_entry(message: usize, data: *mut ()) -> ! {
     }
 }
 
-/// Runs the current greenlet's closure with the first delivery (in the handoff at
-/// `message`): returns its value, `None` with its error parked in the thread state, or
+/// Runs the current greenlet's closure with the first delivery (what `received` carries, see
+/// [`receive`]): returns its value, `None` with its error parked in the thread state, or
 /// the payload of a panic. A first delivery that is an error (a throw into an unstarted
 /// greenlet) is what it dies of, without running.
 ///
@@ -707,10 +708,10 @@ unsafe extern "C" fn greenlet_entry(message: usize, data: *mut ()) -> ! {
 ///
 /// As for [`receive`].
 #[inline(always)]
-unsafe fn run_current(ts: &ThreadState, message: usize) -> std::thread::Result<Outcome> {
+unsafe fn run_current(ts: &ThreadState, received: usize) -> std::thread::Result<Outcome> {
     panic::catch_unwind(AssertUnwindSafe(|| -> Outcome {
         // SAFETY: the caller's contract.
-        let first = unsafe { receive(ts, message) };
+        let first = unsafe { receive(ts, received) };
         // No strong handle to ourselves may stay on our own stack, or dropping the last
         // user handle while we are suspended would not kill us.
         let me: *const Inner = ts.current_inner();
