@@ -135,6 +135,13 @@ impl EntryClosure {
         unsafe { (vtable.call)(self.buf.get(), first, on_error) }
     }
 
+    /// Whether the closure is gone: called, discarded, or never there (a main greenlet's).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        // SAFETY: a `Cell` hands out no references, and only this thread reaches it.
+        unsafe { (*self.vtable.as_ptr()).is_none() }
+    }
+
     /// Drops the closure without calling it, if it is still there.
     pub(crate) fn discard(&self) {
         if let Some(vtable) = self.vtable.take() {

@@ -56,6 +56,7 @@ pub(crate) fn for_new_greenlet(ts: &ThreadState, own: bool) -> OwnFp {
         return Cell::new(None);
     }
     ts.fp.in_use.set(true);
+    ts.update_full_switches();
     Cell::new(Some(FpControl::current()))
 }
 

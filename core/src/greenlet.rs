@@ -93,7 +93,57 @@ impl Drop for Inner {
     }
 }
 
+/// The fields of [`Inner`] without drop glue, which [`Inner::drop_in_place`] skips.
+const _: () = assert!(
+    !std::mem::needs_drop::<Cell<State>>()
+        && !std::mem::needs_drop::<OwnFp>()
+        && !std::mem::needs_drop::<u64>()
+        && !std::mem::needs_drop::<usize>()
+        && !std::mem::needs_drop::<bool>()
+);
+
 impl Inner {
+    /// Drops the state at `this` in place: as `ptr::drop_in_place`, but with the usual
+    /// case (a finished or never-started greenlet that kept nothing but its parent)
+    /// expanded in the caller, one test per field; anything else takes the drop glue.
+    ///
+    /// # Safety
+    ///
+    /// As for `ptr::drop_in_place`: `this` is a live state that nothing uses any more, and
+    /// it is not used again.
+    #[inline(always)]
+    pub(crate) unsafe fn drop_in_place(this: *mut Inner) {
+        // Every field named, so that a new one cannot be missed here.
+        // SAFETY: the caller's contract: the state is alive and nobody else reaches it.
+        let Inner {
+            state: _,
+            is_main: _,
+            parent,
+            context,
+            owner: _,
+            stack_size: _,
+            name,
+            own_fp: _,
+            locals,
+            run,
+        } = unsafe { &*this };
+        // SAFETY: nothing else reaches the state (the caller's contract), so reading the
+        // cells' contents in place aliases nothing.
+        let bare = unsafe { (*context.get()).is_none() && (*locals.as_ptr()).is_none() }
+            && name.is_none()
+            && run.is_empty();
+        if bare {
+            // Nothing left to drop but the parent: the other fields are empty or have no
+            // drop glue (checked above), so the state's memory can be reused as it is.
+            if let Some(parent) = parent.take() {
+                parent.drop_usually_not_last();
+            }
+        } else {
+            // SAFETY: the caller's contract.
+            unsafe { std::ptr::drop_in_place(this) }
+        }
+    }
+
     /// Whether this greenlet is its thread's current one, given that it has started and
     /// not finished (the state stored for it is `Suspended`).
     pub(crate) fn is_running(&self) -> bool {

@@ -177,6 +177,23 @@ impl Shared {
         Shared::count(&ManuallyDrop::new(unsafe { Shared::from_address(inner) }))
     }
 
+    /// Gives up a count that is not the last one: what dropping the handle does then,
+    /// without the test for zero.
+    ///
+    /// # Safety
+    ///
+    /// `this` is not the last handle: the count is above one.
+    #[inline(always)]
+    pub(crate) unsafe fn drop_not_last(this: Shared) {
+        let count = &this.counted().count;
+        debug_assert!(
+            count.get() > 1,
+            "greenlet: the last count given up as not last"
+        );
+        count.set(count.get() - 1);
+        std::mem::forget(this);
+    }
+
     /// A handle to the state at `inner` that does not add a count: it must not be dropped.
     ///
     /// # Safety
@@ -245,14 +262,16 @@ unsafe fn free(ptr: NonNull<Counted>) {
     let inner = unsafe { &raw const (*ptr.as_ptr()).inner };
     // An `Option`, not the `Result`, whose error would have to be dropped.
     let ts = thread::state().ok();
-    if let Some(ts) = ts
-        && ptr::eq(ts.current_address(), inner)
-    {
-        return;
+    if let Some(ts) = ts {
+        if ptr::eq(ts.current_address(), inner) {
+            return;
+        }
+        // A finished greenlet's stack that is still out goes back to the pool first.
+        ts.forget_finished(inner);
     }
     // SAFETY: the caller's contract, and the thread state does not point at it either;
     // the state is dropped exactly once, here.
-    unsafe { ptr::drop_in_place(inner.cast_mut()) };
+    unsafe { Inner::drop_in_place(inner.cast_mut()) };
     match ts {
         Some(ts) => ts.blocks.give(ptr),
         // The thread state is gone (thread teardown): no cache to keep it in.

@@ -149,8 +149,7 @@ pub(crate) struct Handoff {
     /// The value delivered, when `unusual` has no [`Delivery`] address: its own word...
     bits: MaybeUninit<u64>,
     /// The address of a [`Delivery`] parked by the switching side, or zero if `bits` and
-    /// `table` hold a plain value; with [`ORIGIN_DIED`] set if the switching greenlet has
-    /// finished.
+    /// `table` hold a plain value.
     unusual: usize,
     /// ... and its type's table. The two words are apart (`repr(C)`, `unusual` between
     /// them) so that the compiler cannot copy them as one 16-byte block: loaded that way
@@ -191,12 +190,6 @@ impl Handoff {
         }
     }
 }
-
-/// The bit of [`Handoff::unusual`] that says the origin has finished and its stack must be
-/// reclaimed. A parked [`Delivery`] is at least 8-byte aligned, so its address leaves the
-/// bit clear.
-const ORIGIN_DIED: usize = 1;
-const _: () = assert!(align_of::<Delivery>() > ORIGIN_DIED);
 
 /// Something a switch can deliver: a plain [`Value`] (the common case, which never builds
 /// a [`Delivery`]), or any [`Delivery`].
@@ -357,13 +350,17 @@ fn transfer_in(
         // drop to run on that path, the compiler kept the value in memory for it, stored on
         // every switch.
         let delivery = ManuallyDrop::new(delivery);
-        if state == State::Unstarted
-            && let Err(error) = prepare(ts, handle)
-        {
-            return refuse(ts, error.into(), ManuallyDrop::into_inner(delivery));
+        // One test on the way to a suspended target, the common case.
+        if state != State::Suspended {
+            if state != State::Unstarted {
+                return transfer_unusual(ts, target, ManuallyDrop::into_inner(delivery));
+            }
+            if let Err(error) = prepare(ts, handle) {
+                return refuse(ts, error.into(), ManuallyDrop::into_inner(delivery));
+            }
         }
-        let running = ptr::eq(Shared::as_ptr(&handle.inner), ts.current_address());
-        if (state == State::Suspended && !running) || state == State::Unstarted {
+        // A switch to oneself: the running greenlet is stored as `Suspended` too.
+        if !ptr::eq(Shared::as_ptr(&handle.inner), ts.current_address()) {
             return switch_to(ts, target, ManuallyDrop::into_inner(delivery));
         }
         return transfer_unusual(ts, target, ManuallyDrop::into_inner(delivery));
@@ -474,12 +471,14 @@ fn switch_to(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Out
     // The usual switch, with nothing for the resumed side to do but take the value: no
     // trace hook to run, and an origin with a handle left (else the resumed side kills or
     // frees it). Nothing runs between here and the resumed side that could change either.
+    // One flag covers the hook and the floating-point exchange (see `switches_in_full`).
+    let full = ts.switches_in_full();
     // SAFETY: the origin's state is alive (see above).
-    let usual = !trace::has_tracer(ts) && unsafe { Shared::count_at(origin) } != 0;
+    let usual = !full && unsafe { Shared::count_at(origin) } != 0;
     let carried = delivery.send(ts, usual, origin, &mut parked, &mut handoff);
     // Once what we deliver is sent (a call with it still to drop if the call unwound kept
     // it in memory on every switch).
-    if ts.fp.in_use() {
+    if full && ts.fp.in_use() {
         fp::exchange(ts, origin_inner, &handle.inner);
     }
     // An owned target goes now, once what we deliver is packed: if it was the last handle,
@@ -494,12 +493,6 @@ fn switch_to(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Out
     // SAFETY: whoever resumed us carried a value's table (its word in the message) or a
     // handoff's tagged address, and nothing has taken either yet.
     unsafe { receive_outcome(ts, received) }
-}
-
-/// The `usize` a switch carries for a handoff: its tagged address (see [`Message`]).
-#[inline(always)]
-fn handoff_address(handoff: &ManuallyDrop<Handoff>) -> usize {
-    ptr::from_ref::<Handoff>(handoff).expose_provenance() | HANDOFF_TAG
 }
 
 /// What a greenlet does first whenever it is resumed or started: takes what the switch
@@ -550,20 +543,6 @@ unsafe fn receive_outcome(ts: &ThreadState, received: usize) -> Outcome {
 #[cold]
 #[inline(never)]
 unsafe fn receive_unusual_outcome(ts: &ThreadState, handoff: *const Handoff) -> Outcome {
-    // SAFETY: the caller's contract: the value's words are written when `unusual` holds no
-    // delivery address (see `Outgoing::pack`), and the origin's state is alive until
-    // released; its stack is reclaimed only once the handoff has been moved out.
-    unsafe {
-        // A plain value from a greenlet that has just finished: as the usual case, plus
-        // reclaiming its stack.
-        if (*handoff).unusual == ORIGIN_DIED && !trace::has_tracer(ts) {
-            let value = Handoff::take_value(handoff);
-            let origin = (*handoff).origin;
-            reclaim_stack(ts, &*origin);
-            release(origin);
-            return Some(value);
-        }
-    }
     // SAFETY: the caller's contract.
     match unsafe { receive_unusual(ts, handoff) } {
         Ok(value) => Some(value),
@@ -571,9 +550,8 @@ unsafe fn receive_unusual_outcome(ts: &ThreadState, handoff: *const Handoff) -> 
     }
 }
 
-/// Receives any handoff but the usual one: an error or a panic, a finished origin whose
-/// stack is reclaimed here, an origin left without handles, or a switch the trace hook
-/// must see.
+/// Receives any handoff but the usual one: an error or a panic, an origin left without
+/// handles, or a switch the trace hook must see.
 ///
 /// # Safety
 ///
@@ -585,20 +563,17 @@ unsafe fn receive_unusual(ts: &ThreadState, handoff: *const Handoff) -> Result<V
     // SAFETY: the caller's contract; the value's words are written exactly when `unusual` holds
     // no delivery address (see `Outgoing::pack`), and a delivery address points at a
     // parked `Delivery` the switching side never reads again.
-    let (mut received, origin, origin_died) = unsafe {
-        let unusual = (*handoff).unusual;
-        let parked = unusual & !ORIGIN_DIED;
+    let (mut received, origin) = unsafe {
+        let parked = (*handoff).unusual;
         let received = if parked == 0 {
             Ok(Handoff::take_value(handoff))
         } else {
             Err(ptr::with_exposed_provenance::<Delivery>(parked).read())
         };
-        (received, (*handoff).origin, unusual & ORIGIN_DIED != 0)
+        (received, (*handoff).origin)
     };
-    if origin_died {
-        // SAFETY: the origin's state is alive until released below.
-        reclaim_stack(ts, unsafe { &*origin });
-    }
+    // The origin's state is alive until released below (a finished origin's stack too:
+    // see `ThreadState::record_finished`).
     if trace::has_tracer(ts) {
         // SAFETY: as above.
         let handle = Greenlet {
@@ -659,18 +634,6 @@ fn trace_after_switch(
     match trace::run_after_switch(ts, origin, delivery) {
         Delivery::Value(value) => Ok(value),
         unusual => Err(unusual),
-    }
-}
-
-/// Gives the stack of a greenlet that has just left it for good back to the pool.
-fn reclaim_stack(ts: &ThreadState, dead: &Inner) {
-    // SAFETY: the dead greenlet exited its context, which nothing references any more.
-    let context = unsafe { (*dead.context.get()).take() };
-    if let Some(context) = context {
-        // SAFETY: an exited context is not running.
-        if let Some(stack) = unsafe { context.into_stack() } {
-            ts.with_pool(|pool| pool.give(stack));
-        }
     }
 }
 
@@ -800,29 +763,40 @@ fn finish_target(
 }
 
 /// Leaves the finished current greenlet's stack for good, switching to `target`.
+///
+/// A plain value goes as in the usual switch ([`switch_to`]): the stack left behind is not
+/// the resumed side's to reclaim, but the thread state's, later (see
+/// [`ThreadState::record_finished`]), so finishing needs no handoff.
 #[inline(always)]
 fn leave(ts: &ThreadState, target: impl Borrow<Greenlet>, outcome: impl Outgoing) -> ! {
     let mut parked = MaybeUninit::uninit();
-    let (from, to, handoff) = {
+    let mut handoff = MaybeUninit::uninit();
+    let (from, to, carried) = {
         let handle = target.borrow();
         let to = handle.context_ptr();
         let origin = ts.replace_current(Shared::as_ptr(&handle.inner));
         // SAFETY: our own state, alive until the receiving side releases it.
         let origin_inner = unsafe { &*origin };
         let from = origin_inner.context_ptr();
-        let mut handoff = outcome.pack(origin, &mut parked);
-        handoff.unusual |= ORIGIN_DIED;
-        if ts.fp.in_use() {
+        // SAFETY: `origin` is the state of the greenlet leaving its stack for good, alive
+        // until it is freed, which forgets it first.
+        unsafe { ts.record_finished(origin) };
+        let full = ts.switches_in_full();
+        // SAFETY: as above.
+        let usual = !full && unsafe { Shared::count_at(origin) } != 0;
+        let carried = outcome.send(ts, usual, origin, &mut parked, &mut handoff);
+        if full && ts.fp.in_use() {
             fp::exchange(ts, origin_inner, &handle.inner);
         }
         // Nothing with a destructor may stay on this stack. Dropping an owned `target` here
         // runs no code of the user's: it is running now, so neither killed nor freed.
         drop(target);
-        (from, to, ManuallyDrop::new(handoff))
+        (from, to, carried)
     };
     // SAFETY: `from` is our own context, `to` a prepared one of this thread, both in
     // states that stay alive (the target's is now the running one's; ours waits for the
-    // receiving side); the resumed side moves the handoff out before it reclaims this
-    // stack; nothing on this stack needs to run again.
-    unsafe { DefaultContext::exit(from, to, handoff_address(&handoff)) }
+    // receiving side); the resumed side moves the handoff out before anything can reuse
+    // this stack (only a later `record_finished` or the state's freeing reclaims it);
+    // nothing on this stack needs to run again.
+    unsafe { DefaultContext::exit(from, to, carried) }
 }

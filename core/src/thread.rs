@@ -62,6 +62,14 @@ pub(crate) struct ThreadState {
     pub(crate) fp: ThreadFp,
     /// What the switch in flight delivers (see [`crate::switch`]).
     pub(crate) message: Message,
+    /// Whether switches must take their full path: set while a trace hook is installed
+    /// and once a greenlet keeps its own floating-point control state, so that the usual
+    /// switch tests one flag for both (see [`ThreadState::switches_in_full`]).
+    full_switches: Cell<bool>,
+    /// The state of the greenlet that finished last, if its stack has not gone back to the
+    /// pool yet; null if none. Not counted: `free` forgets it before dropping it (see
+    /// [`ThreadState::forget_finished`]).
+    finished: Cell<*const Inner>,
 }
 
 impl ThreadState {
@@ -97,7 +105,89 @@ impl ThreadState {
             blocks: BlockCache::new(),
             fp: ThreadFp::new(),
             message: Message::new(),
+            full_switches: Cell::new(false),
+            finished: Cell::new(ptr::null()),
         }
+    }
+
+    /// Records `dead`, the running greenlet about to leave its stack for good, as the one
+    /// whose stack goes back to the pool later; first gives back the stack of the one
+    /// recorded before, which left it earlier.
+    ///
+    /// A finishing greenlet cannot give back the stack it runs on. Having the resumed side
+    /// do it made every finish an unusual switch, with a handoff; kept here, the stack goes
+    /// back when the state is freed (see [`ThreadState::forget_finished`]), when the next
+    /// greenlet finishes, or when the thread exits: one stack waits at most.
+    ///
+    /// # Safety
+    ///
+    /// `dead` is the state of the running greenlet, which leaves its stack for good
+    /// before anything else runs on this thread.
+    #[inline(always)]
+    pub(crate) unsafe fn record_finished(&self, dead: *const Inner) {
+        let earlier = self.finished.replace(dead);
+        if !earlier.is_null() {
+            // SAFETY: a recorded state is alive (freeing it forgets it first), and its
+            // greenlet left its stack before the running one started to finish.
+            unsafe { self.reclaim_stack(earlier) };
+        }
+    }
+
+    /// Gives back the stack of `inner`, a state about to be dropped, if it is the one
+    /// recorded by [`ThreadState::record_finished`].
+    #[inline(always)]
+    pub(crate) fn forget_finished(&self, inner: *const Inner) {
+        if ptr::eq(self.finished.get(), inner) {
+            self.finished.set(ptr::null());
+            // SAFETY: the recorded state is alive (the caller's duty: it is about to drop
+            // it), and its greenlet has left its stack: it finished, and is not running.
+            unsafe { self.give_back_stack(inner) };
+        }
+    }
+
+    /// [`ThreadState::give_back_stack`], out of line.
+    ///
+    /// # Safety
+    ///
+    /// As for [`ThreadState::give_back_stack`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn reclaim_stack(&self, dead: *const Inner) {
+        // SAFETY: the caller's contract.
+        unsafe { self.give_back_stack(dead) }
+    }
+
+    /// Gives the stack of the finished greenlet whose state is at `dead` back to the pool.
+    ///
+    /// # Safety
+    ///
+    /// `dead` is a live state whose greenlet has left its stack for good.
+    #[inline(always)]
+    unsafe fn give_back_stack(&self, dead: *const Inner) {
+        // SAFETY: the caller's contract: the context exited, and nothing references it.
+        let context = unsafe { (*(*dead).context.get()).take() };
+        if let Some(context) = context {
+            // SAFETY: an exited context is not running.
+            if let Some(stack) = unsafe { context.into_stack() } {
+                self.with_pool(|pool| pool.give(stack));
+            }
+        }
+    }
+
+    /// Whether a switch must do more than hand over a value: deliver it by handoff, so that
+    /// the resumed side runs the trace hook, and exchange floating-point control states.
+    /// May be true when neither turns out to be needed (a hook that removed itself by
+    /// failing); never false when one is.
+    #[inline(always)]
+    pub(crate) fn switches_in_full(&self) -> bool {
+        self.full_switches.get()
+    }
+
+    /// Recomputes [`ThreadState::switches_in_full`] after a trace hook was installed or
+    /// removed, or a greenlet made that keeps its own floating-point control state.
+    pub(crate) fn update_full_switches(&self) {
+        let hook = crate::trace::has_tracer(self);
+        self.full_switches.set(hook || self.fp.in_use());
     }
 
     /// A handle to the running greenlet.
@@ -164,6 +254,13 @@ impl ThreadState {
 impl Drop for ThreadState {
     fn drop(&mut self) {
         STATE_PTR.with(|ptr| ptr.set(ptr::dangling()));
+        // The last finished greenlet's stack, if still out, goes to the pool, which is
+        // about to be dropped with the rest of the state.
+        let finished = self.finished.replace(ptr::null());
+        if !finished.is_null() {
+            // SAFETY: a recorded state is alive, and its greenlet finished.
+            unsafe { self.reclaim_stack(finished) };
+        }
         // The thread is exiting on its own stack, so main is current. Its greenlets that are
         // still suspended cannot be resumed any more: dropping their last handle later
         // discards their stacks without running their destructors.

@@ -47,7 +47,9 @@ pub type Tracer = Box<dyn FnMut(TraceEvent, &Greenlet, &Greenlet) -> Result<(), 
 pub fn settrace(tracer: Option<Tracer>) -> Option<Tracer> {
     let ts = thread::state().ok()?;
     ts.tracer_epoch.set(ts.tracer_epoch.get().wrapping_add(1));
-    ts.tracer.replace(tracer)
+    let previous = ts.tracer.replace(tracer);
+    ts.update_full_switches();
+    previous
 }
 
 /// Whether a trace hook is installed in this thread.
