@@ -46,7 +46,31 @@ pub(crate) type Locals = Vec<(TypeId, Box<dyn Any>)>;
 
 /// The state shared by all handles of one greenlet. It has a fixed size (see
 /// [`EntryClosure`]), so a handle is one pointer and every field sits at a constant offset.
+///
+/// `repr(C)` with the context first: a handle, the state and the context then share one
+/// address (see [`crate::shared`]), and a switch passes the backend the pointers it holds
+/// as they are, with no offsets to add (four instructions per switch). The other fields go
+/// by alignment, largest first.
+#[repr(C)]
 pub(crate) struct Inner {
+    /// The backend context: the thread's for a main greenlet, `None` before the first start;
+    /// after death, `None` once the stack has gone back to the pool (see
+    /// [`ThreadState::record_finished`](crate::thread::ThreadState::record_finished)).
+    pub(crate) context: UnsafeCell<Option<DefaultContext>>,
+    /// `None` only for a main greenlet. A `Cell`: read through [`Inner::parent`], which
+    /// clones the handle without any borrow flag to check.
+    pub(crate) parent: Cell<Option<Greenlet>>,
+    /// Serial number of the owning thread (see [`crate::thread`]).
+    pub(crate) owner: u64,
+    pub(crate) stack_size: usize,
+    pub(crate) name: Option<Box<str>>,
+    /// Greenlet-local values by type; `None` until the first is set. Dropped by hand (see
+    /// `Drop for Inner`): left to the drop glue, even the `None` of a greenlet that never
+    /// had any cost an out-of-line call.
+    pub(crate) locals: ManuallyDrop<RefCell<Option<Locals>>>,
+    pub(crate) run: EntryClosure,
+    /// Its own floating-point control state, if it keeps one (see [`crate::fp`]).
+    pub(crate) own_fp: OwnFp,
     /// `Unstarted`, `Suspended` or `Dead`: never `Running`. A started greenlet that is not
     /// dead is stored as `Suspended`, and is running exactly when it is its thread's current
     /// greenlet (see [`Greenlet::state`]): so a switch stores no state at all (two byte
@@ -55,30 +79,14 @@ pub(crate) struct Inner {
     pub(crate) state: Cell<State>,
     /// A main greenlet: the one of its thread's own stack (it never has a parent).
     pub(crate) is_main: bool,
-    /// `None` only for a main greenlet. A `Cell`: read through [`Inner::parent`], which
-    /// clones the handle without any borrow flag to check.
-    pub(crate) parent: Cell<Option<Greenlet>>,
-    /// The backend context: the thread's for a main greenlet, `None` before the first start
-    /// and after death.
-    pub(crate) context: UnsafeCell<Option<DefaultContext>>,
-    /// Serial number of the owning thread (see [`crate::thread`]).
-    pub(crate) owner: u64,
-    pub(crate) stack_size: usize,
-    pub(crate) name: Option<Box<str>>,
-    /// Its own floating-point control state, if it keeps one (see [`crate::fp`]).
-    pub(crate) own_fp: OwnFp,
-    /// Greenlet-local values by type; `None` until the first is set. Dropped by hand (see
-    /// `Drop for Inner`): left to the drop glue, even the `None` of a greenlet that never
-    /// had any cost an out-of-line call.
-    pub(crate) locals: ManuallyDrop<RefCell<Option<Locals>>>,
-    pub(crate) run: EntryClosure,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // A context still here belongs to a main greenlet, or to a suspended greenlet that
-        // could not be killed because its thread has exited: its frames are discarded
-        // without running destructors, and its stack goes back to the global pool.
+        // A context still here belongs to a main greenlet, to a suspended greenlet that
+        // could not be killed because its thread has exited, or to a finished greenlet
+        // whose stack its thread had not taken back yet: its frames are discarded without
+        // running destructors, and its stack goes back to the global pool.
         if let Some(context) = self.context.get_mut().take() {
             // SAFETY: nothing runs on a greenlet that has no handle left.
             drop(unsafe { context.into_stack() });

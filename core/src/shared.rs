@@ -27,12 +27,16 @@ const CACHE_LIMIT: usize = 64;
 /// Set, this keeps the cache on under Valgrind (see [`BlockCache::new`]).
 const KEEP_CACHE_VAR: &str = "GREENLET_VALGRIND_KEEP_STATE_CACHE";
 
-/// One allocation: the count of handles, then the state.
+/// One allocation: the state, then the count of handles. The state comes first, so that
+/// a handle points at the state itself (and at its context, the state's first field: see
+/// [`Inner`]).
 #[repr(C)]
 struct Counted {
-    count: Cell<usize>,
     inner: Inner,
+    count: Cell<usize>,
 }
+
+const _: () = assert!(offset_of!(Counted, inner) == 0);
 
 /// A freed allocation, linked into its thread's cache.
 struct FreeBlock {
@@ -120,7 +124,10 @@ impl Shared {
     /// first and then moved was copied with a call to `memcpy`.
     #[inline(always)]
     pub(crate) fn new(cache: Option<&BlockCache>, make: impl FnOnce() -> Inner) -> Shared {
-        let ptr = cache.and_then(BlockCache::take).unwrap_or_else(allocate);
+        let ptr = match cache.and_then(BlockCache::take) {
+            Some(block) => block,
+            None => allocate(),
+        };
         // SAFETY: `ptr` is an allocation of a `Counted` with nothing alive in it. If `make`
         // panics, the block is leaked, which is safe.
         unsafe {
@@ -211,8 +218,13 @@ impl Shared {
 }
 
 /// A fresh allocation for a `Counted`.
+///
+/// `extern "C"`, which cannot unwind (a panic in it would abort; running out of memory
+/// aborts anyway): so the compiler knows that making a greenlet unwinds nowhere before its
+/// state is written, and keeps no copy of the new state's parts on the stack for a landing
+/// pad.
 #[cold]
-fn allocate() -> NonNull<Counted> {
+extern "C" fn allocate() -> NonNull<Counted> {
     let layout = Layout::new::<Counted>();
     // SAFETY: `Counted` is not zero-sized.
     let raw = unsafe { alloc::alloc(layout) };
@@ -264,6 +276,7 @@ unsafe fn free(ptr: NonNull<Counted>) {
     let ts = thread::state().ok();
     if let Some(ts) = ts {
         if ptr::eq(ts.current_address(), inner) {
+            ts.orphan_current();
             return;
         }
         // A finished greenlet's stack that is still out goes back to the pool first.

@@ -471,11 +471,9 @@ fn switch_to(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Out
     // The usual switch, with nothing for the resumed side to do but take the value: no
     // trace hook to run, and an origin with a handle left (else the resumed side kills or
     // frees it). Nothing runs between here and the resumed side that could change either.
-    // One flag covers the hook and the floating-point exchange (see `switches_in_full`).
+    // One flag covers both, and the floating-point exchange (see `switches_in_full`).
     let full = ts.switches_in_full();
-    // SAFETY: the origin's state is alive (see above).
-    let usual = !full && unsafe { Shared::count_at(origin) } != 0;
-    let carried = delivery.send(ts, usual, origin, &mut parked, &mut handoff);
+    let carried = delivery.send(ts, !full, origin, &mut parked, &mut handoff);
     // Once what we deliver is sent (a call with it still to drop if the call unwound kept
     // it in memory on every switch).
     if full && ts.fp.in_use() {
@@ -586,6 +584,9 @@ unsafe fn receive_unusual(ts: &ThreadState, handoff: *const Handoff) -> Result<V
         // SAFETY: as above; released once.
         unsafe { release(origin) };
     }
+    // The full path was taken for the origin's sake, which is dealt with: whether the
+    // next switch needs it depends on the greenlet running now.
+    ts.update_full_switches();
     received
 }
 
@@ -781,10 +782,10 @@ fn leave(ts: &ThreadState, target: impl Borrow<Greenlet>, outcome: impl Outgoing
         // SAFETY: `origin` is the state of the greenlet leaving its stack for good, alive
         // until it is freed, which forgets it first.
         unsafe { ts.record_finished(origin) };
+        // As in `switch_to`: a greenlet that finishes without a handle left is freed by
+        // the receiving side.
         let full = ts.switches_in_full();
-        // SAFETY: as above.
-        let usual = !full && unsafe { Shared::count_at(origin) } != 0;
-        let carried = outcome.send(ts, usual, origin, &mut parked, &mut handoff);
+        let carried = outcome.send(ts, !full, origin, &mut parked, &mut handoff);
         if full && ts.fp.in_use() {
             fp::exchange(ts, origin_inner, &handle.inner);
         }

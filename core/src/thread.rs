@@ -62,9 +62,9 @@ pub(crate) struct ThreadState {
     pub(crate) fp: ThreadFp,
     /// What the switch in flight delivers (see [`crate::switch`]).
     pub(crate) message: Message,
-    /// Whether switches must take their full path: set while a trace hook is installed
-    /// and once a greenlet keeps its own floating-point control state, so that the usual
-    /// switch tests one flag for both (see [`ThreadState::switches_in_full`]).
+    /// Whether switches must take their full path (see
+    /// [`ThreadState::switches_in_full`]), so that the usual switch tests one flag for
+    /// everything that makes a switch unusual on the switching side.
     full_switches: Cell<bool>,
     /// The state of the greenlet that finished last, if its stack has not gone back to the
     /// pool yet; null if none. Not counted: `free` forgets it before dropping it (see
@@ -175,19 +175,34 @@ impl ThreadState {
     }
 
     /// Whether a switch must do more than hand over a value: deliver it by handoff, so that
-    /// the resumed side runs the trace hook, and exchange floating-point control states.
-    /// May be true when neither turns out to be needed (a hook that removed itself by
-    /// failing); never false when one is.
+    /// the resumed side runs the trace hook, or kills or frees the greenlet left if it has
+    /// no handle any more; and exchange floating-point control states. True while a trace
+    /// hook is installed, once a greenlet keeps its own control state, and whenever the
+    /// running greenlet has no handle.
+    ///
+    /// May be true when none of that turns out to be needed (a hook that removed itself by
+    /// failing, a greenlet given a handle again); never false when one is. It is set when
+    /// the running greenlet loses its last handle ([`ThreadState::orphan_current`]), and
+    /// recomputed only where all three are known: when a hook or an own control state
+    /// comes or goes, and after every switch that took the full path.
     #[inline(always)]
     pub(crate) fn switches_in_full(&self) -> bool {
         self.full_switches.get()
     }
 
-    /// Recomputes [`ThreadState::switches_in_full`] after a trace hook was installed or
-    /// removed, or a greenlet made that keeps its own floating-point control state.
+    /// Recomputes [`ThreadState::switches_in_full`].
     pub(crate) fn update_full_switches(&self) {
         let hook = crate::trace::has_tracer(self);
-        self.full_switches.set(hook || self.fp.in_use());
+        // SAFETY: the running greenlet's state is alive (see `current`).
+        let orphan = unsafe { Shared::count_at(self.current.get()) } == 0;
+        self.full_switches.set(hook || self.fp.in_use() || orphan);
+    }
+
+    /// Notes that the running greenlet has lost its last handle: the switch away from it
+    /// takes the full path, whose receiving side kills or frees it.
+    #[inline]
+    pub(crate) fn orphan_current(&self) {
+        self.full_switches.set(true);
     }
 
     /// A handle to the running greenlet.

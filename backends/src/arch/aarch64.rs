@@ -157,7 +157,7 @@ use crate::{Context, EntryFn};
 use core::arch::{asm, naked_asm};
 use core::cell::Cell;
 use core::mem::offset_of;
-use core::ptr;
+use core::ptr::{self, NonNull};
 
 /// A context on the AArch64 assembly backend.
 ///
@@ -194,11 +194,16 @@ pub struct AsmContext {
     /// that has never been switched away from.
     sp: *mut u8,
     /// The link slot at the top of this context's stack, rewritten on every switch into
-    /// the context; this thread's `LINK_SINK` for the thread's context.
-    link: *mut *const u8,
+    /// the context; this thread's `LINK_SINK` for the thread's context. Never null, which
+    /// gives `Option<AsmContext>` a niche: a `Some` is the context itself, at offset 0,
+    /// with no tag in front.
+    link: NonNull<*const u8>,
     /// `None` for the thread's context.
     stack: Option<GuardedStack>,
 }
+
+// The niche the greenlet core's layout relies on (see `AsmContext::link`).
+const _: () = assert!(size_of::<Option<AsmContext>>() == size_of::<AsmContext>());
 
 /// Bytes in a switch frame: saved x29, resume address, saved x19 and an unused word that
 /// keeps sp 16-byte aligned.
@@ -301,7 +306,8 @@ unsafe impl Context for AsmContext {
             sp: ptr::null_mut(),
             // The context is only ever used on this thread (it is not `Send`), where the
             // sink stays valid; writing to it through this pointer is all anyone does.
-            link: LINK_SINK.with(Cell::as_ptr),
+            // SAFETY: a thread-local's address is never null.
+            link: unsafe { NonNull::new_unchecked(LINK_SINK.with(Cell::as_ptr)) },
             stack: None,
         }
     }
@@ -327,7 +333,9 @@ unsafe impl Context for AsmContext {
             frame.add(X29_WORD).write(0);
             frame.add(RESUME_WORD).write(tramp);
             frame.add(X19_WORD).write(entry as usize);
-            (frame.cast::<u8>(), top.sub(TOP_LINK).cast::<*const u8>())
+            // An address inside the stack: never null.
+            let link = NonNull::new_unchecked(top.sub(TOP_LINK).cast::<*const u8>());
+            (frame.cast::<u8>(), link)
         };
         AsmContext {
             sp,

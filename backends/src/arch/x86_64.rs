@@ -140,7 +140,7 @@ use crate::{Context, EntryFn};
 use core::arch::{asm, naked_asm};
 use core::cell::Cell;
 use core::mem::offset_of;
-use core::ptr;
+use core::ptr::{self, NonNull};
 
 /// A context on the x86-64 assembly backend.
 ///
@@ -177,11 +177,16 @@ pub struct AsmContext {
     /// that has never been switched away from.
     sp: *mut u8,
     /// The link slot at the top of this context's stack, rewritten on every switch into
-    /// the context; this thread's `LINK_SINK` for the thread's context.
-    link: *mut *const u8,
+    /// the context; this thread's `LINK_SINK` for the thread's context. Never null, which
+    /// gives `Option<AsmContext>` a niche: a `Some` is the context itself, at offset 0,
+    /// with no tag in front.
+    link: NonNull<*const u8>,
     /// `None` for the thread's context.
     stack: Option<GuardedStack>,
 }
+
+// The niche the greenlet core's layout relies on (see `AsmContext::link`).
+const _: () = assert!(size_of::<Option<AsmContext>>() == size_of::<AsmContext>());
 
 /// Bytes in a switch frame: saved rbp, resume address, saved rbx.
 const SWITCH_FRAME: usize = 3 * 8;
@@ -288,7 +293,8 @@ unsafe impl Context for AsmContext {
             sp: ptr::null_mut(),
             // The context is only ever used on this thread (it is not `Send`), where the
             // sink stays valid; writing to it through this pointer is all anyone does.
-            link: LINK_SINK.with(Cell::as_ptr),
+            // SAFETY: a thread-local's address is never null.
+            link: unsafe { NonNull::new_unchecked(LINK_SINK.with(Cell::as_ptr)) },
             stack: None,
         }
     }
@@ -313,7 +319,9 @@ unsafe impl Context for AsmContext {
             frame.add(RBP_WORD).write(0);
             frame.add(RESUME_WORD).write(tramp);
             frame.add(RBX_WORD).write(entry as usize);
-            (frame.cast::<u8>(), top.sub(TOP_LINK).cast::<*const u8>())
+            // An address inside the stack: never null.
+            let link = NonNull::new_unchecked(top.sub(TOP_LINK).cast::<*const u8>());
+            (frame.cast::<u8>(), link)
         };
         AsmContext {
             sp,
