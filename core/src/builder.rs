@@ -9,6 +9,7 @@ use crate::entry::EntryClosure;
 use crate::error::Error;
 use crate::fp::{self, OwnFp};
 use crate::greenlet::{Greenlet, Inner, State};
+use crate::owner::OwnerAndState;
 use crate::shared::Shared;
 use crate::thread::{self, ThreadState};
 use crate::value::Value;
@@ -169,11 +170,10 @@ where
     R: 'static,
 {
     let inner = Shared::new(Some(&ts.blocks), || Inner {
-        state: Cell::new(State::Unstarted),
+        owner_and_state: OwnerAndState::new(ts.serial, State::Unstarted),
         is_main: false,
         parent: Cell::new(Some(parent)),
         context: UnsafeCell::new(None),
-        owner: ts.serial,
         stack_size,
         name,
         own_fp,

@@ -14,6 +14,7 @@ use crate::builder::{self, Builder};
 use crate::entry::EntryClosure;
 use crate::error::Error;
 use crate::fp::OwnFp;
+use crate::owner::OwnerAndState;
 use crate::shared::Shared;
 use crate::switch::{self, Delivery};
 use crate::thread::{self, ThreadState};
@@ -60,8 +61,6 @@ pub(crate) struct Inner {
     /// `None` only for a main greenlet. A `Cell`: read through [`Inner::parent`], which
     /// clones the handle without any borrow flag to check.
     pub(crate) parent: Cell<Option<Greenlet>>,
-    /// Serial number of the owning thread (see [`crate::thread`]).
-    pub(crate) owner: u64,
     pub(crate) stack_size: usize,
     pub(crate) name: Option<Box<str>>,
     /// Greenlet-local values by type; `None` until the first is set. Dropped by hand (see
@@ -71,12 +70,13 @@ pub(crate) struct Inner {
     pub(crate) run: EntryClosure,
     /// Its own floating-point control state, if it keeps one (see [`crate::fp`]).
     pub(crate) own_fp: OwnFp,
-    /// `Unstarted`, `Suspended` or `Dead`: never `Running`. A started greenlet that is not
+    /// The serial number of the owning thread (see [`crate::thread`]) and the stored state:
+    /// `Unstarted`, `Suspended` or `Dead`, never `Running`. A started greenlet that is not
     /// dead is stored as `Suspended`, and is running exactly when it is its thread's current
     /// greenlet (see [`Greenlet::state`]): so a switch stores no state at all (two byte
     /// stores per switch, each read back by the other side soon after, cost more than
     /// the rest of the greenlet layer's work).
-    pub(crate) state: Cell<State>,
+    pub(crate) owner_and_state: OwnerAndState,
     /// A main greenlet: the one of its thread's own stack (it never has a parent).
     pub(crate) is_main: bool,
 }
@@ -103,9 +103,8 @@ impl Drop for Inner {
 
 /// The fields of [`Inner`] without drop glue, which [`Inner::drop_in_place`] skips.
 const _: () = assert!(
-    !std::mem::needs_drop::<Cell<State>>()
+    !std::mem::needs_drop::<OwnerAndState>()
         && !std::mem::needs_drop::<OwnFp>()
-        && !std::mem::needs_drop::<u64>()
         && !std::mem::needs_drop::<usize>()
         && !std::mem::needs_drop::<bool>()
 );
@@ -124,11 +123,10 @@ impl Inner {
         // Every field named, so that a new one cannot be missed here.
         // SAFETY: the caller's contract: the state is alive and nobody else reaches it.
         let Inner {
-            state: _,
+            owner_and_state: _,
             is_main: _,
             parent,
             context,
-            owner: _,
             stack_size: _,
             name,
             own_fp: _,
@@ -440,7 +438,7 @@ impl Greenlet {
     /// ```
     #[inline]
     pub fn state(&self) -> State {
-        match self.inner.state.get() {
+        match self.inner.owner_and_state.state() {
             State::Suspended if self.inner.is_running() => State::Running,
             stored => stored,
         }
@@ -515,16 +513,17 @@ impl Greenlet {
     /// assert!(greenlet::Greenlet::main().belongs_to_current_thread());
     /// ```
     pub fn belongs_to_current_thread(&self) -> bool {
-        thread::state().is_ok_and(|ts| ts.serial == self.inner.owner)
+        thread::state().is_ok_and(|ts| ts.serial == self.inner.owner_and_state.owner())
     }
 
     /// Fails with [`Error::WrongThread`] or [`Error::ThreadExited`] unless this greenlet
     /// belongs to the thread of `ts`.
     #[inline]
     pub(crate) fn check_owner(&self, ts: &ThreadState) -> Result<(), Error> {
-        if self.inner.owner == ts.serial {
+        let owner = self.inner.owner_and_state.owner();
+        if owner == ts.serial {
             Ok(())
-        } else if thread::is_alive(self.inner.owner) {
+        } else if thread::is_alive(owner) {
             Err(Error::WrongThread)
         } else {
             Err(Error::ThreadExited)
@@ -567,7 +566,7 @@ impl fmt::Debug for Greenlet {
         }
         // Catalog items 65 and 69: such a greenlet can never run again, which its last
         // recorded state does not tell. (Only formatting pays for the lookup.)
-        if !thread::is_alive(self.inner.owner) {
+        if !thread::is_alive(self.inner.owner_and_state.owner()) {
             f.write_str(" (thread exited)")?;
         }
         let words = match self.state() {

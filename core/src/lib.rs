@@ -74,6 +74,7 @@ pub mod generator;
 mod greenlet;
 mod kill;
 mod locals;
+mod owner;
 mod shared;
 mod switch;
 mod thread;

@@ -336,36 +336,32 @@ fn transfer_in(
     delivery: impl Outgoing,
 ) -> Outcome {
     let handle = target.borrow();
-    // Two tests rather than a `match`, which compiles to a jump table.
-    if handle.inner.owner == ts.serial {
-        // The stored state (see `Inner::state`): `Suspended` for the running greenlet too,
-        // which is told apart by address below.
-        let state = handle.inner.state.get();
-        // An unstarted target gets its stack first, out of line, then takes the same switch
-        // as a suspended one, expanded once, here in the caller's own frame: not in a
-        // function of its own, whose `ret` after the switch would be mispredicted (the
-        // return stack buffer then holds the calls the child made and never returned from).
-        //
-        // `delivery` is not dropped if `prepare` unwinds (a bug; it is leaked then): with a
-        // drop to run on that path, the compiler kept the value in memory for it, stored on
-        // every switch.
-        let delivery = ManuallyDrop::new(delivery);
-        // One test on the way to a suspended target, the common case.
-        if state != State::Suspended {
-            if state != State::Unstarted {
-                return transfer_unusual(ts, target, ManuallyDrop::into_inner(delivery));
-            }
-            if let Err(error) = prepare(ts, handle) {
-                return refuse(ts, error.into(), ManuallyDrop::into_inner(delivery));
-            }
+    // The target's owner and stored state, in one word (see `crate::owner`): a suspended
+    // greenlet of this thread is one comparison away. The stored state is `Suspended` for
+    // the running greenlet too, which is told apart by address below.
+    let word = handle.inner.owner_and_state.word();
+    // `delivery` is not dropped if `prepare` unwinds (a bug; it is leaked then): with a
+    // drop to run on that path, the compiler kept the value in memory for it, stored on
+    // every switch.
+    let delivery = ManuallyDrop::new(delivery);
+    if word != ts.keys.suspended {
+        // Dead, another thread's, or unstarted. An unstarted target gets its stack first,
+        // out of line, then takes the same switch as a suspended one, expanded once, here
+        // in the caller's own frame: not in a function of its own, whose `ret` after the
+        // switch would be mispredicted (the return stack buffer then holds the calls the
+        // child made and never returned from).
+        if word != ts.keys.unstarted {
+            return transfer_unusual(ts, target, ManuallyDrop::into_inner(delivery));
         }
-        // A switch to oneself: the running greenlet is stored as `Suspended` too.
-        if !ptr::eq(Shared::as_ptr(&handle.inner), ts.current_address()) {
-            return switch_to(ts, target, ManuallyDrop::into_inner(delivery));
+        if let Err(error) = prepare(ts, handle) {
+            return refuse(ts, error.into(), ManuallyDrop::into_inner(delivery));
         }
-        return transfer_unusual(ts, target, ManuallyDrop::into_inner(delivery));
     }
-    transfer_unusual(ts, target, delivery)
+    // A switch to oneself.
+    if !ptr::eq(Shared::as_ptr(&handle.inner), ts.current_address()) {
+        return switch_to(ts, target, ManuallyDrop::into_inner(delivery));
+    }
+    transfer_unusual(ts, target, ManuallyDrop::into_inner(delivery))
 }
 
 /// [`refuse`] when the thread's state is gone: returns `error`.
@@ -427,26 +423,24 @@ fn transfer_unusual(
     }
 }
 
-/// Makes sure `greenlet` has a context to switch to, taking a stack if it is unstarted;
-/// from then on it counts as started (every caller switches to it next).
+/// Gives the unstarted `greenlet` a stack and a context to switch to; from then on it
+/// counts as started (every caller switches to it next).
 ///
 /// Fails with the stack pool's error alone, which is small enough to come back in
 /// registers; `?` makes it an [`Error::NoStack`].
 fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
+    debug_assert_eq!(greenlet.inner.owner_and_state.state(), State::Unstarted);
     let slot = greenlet.inner.context.get();
-    // SAFETY: no reference into the slot is alive: contexts are only reached through raw
-    // pointers (`context_ptr`), and not while we run here.
-    if unsafe { (*slot).is_some() } {
-        return Ok(());
-    }
     let stack = ts.with_pool(|pool| pool.take(greenlet.inner.stack_size))?;
     let ts_ptr = ptr::from_ref(ts).cast_mut().cast::<()>();
     let context = DefaultContext::new(stack, greenlet_entry, ts_ptr);
-    // SAFETY: as above; the slot is empty (checked above), so writing over it without
-    // dropping its old contents loses nothing.
+    // SAFETY: no reference into the slot is alive: contexts are only reached through raw
+    // pointers (`context_ptr`), and not while we run here. An unstarted greenlet's slot is
+    // empty (a context is only ever written here, and it is started from then on), so
+    // writing over it without dropping its old contents loses nothing.
     unsafe { slot.write(Some(context)) };
     // Started (see `Inner::state`): running once the caller has switched to it.
-    greenlet.inner.state.set(State::Suspended);
+    greenlet.inner.owner_and_state.set(ts.keys.suspended);
     Ok(())
 }
 
@@ -706,14 +700,17 @@ fn finish(ts: &ThreadState, outcome: impl Outgoing) -> ! {
 #[inline(always)]
 fn finish_inline(ts: &ThreadState, outcome: impl Outgoing) -> ! {
     let me = ts.current_inner();
-    me.state.set(State::Dead);
+    me.owner_and_state.set(ts.keys.dead);
     // SAFETY: a `Cell` hands out no references, and nothing replaces the parent while this
     // one lives: `leave` runs none of the user's code, and `finish_further` clones it first.
     let parent = unsafe { (*me.parent.as_ptr()).as_ref() };
     match parent {
         // The usual case: back to the parent, suspended in a switch.
-        // Its stored state: the parent is not the running greenlet, we are.
-        Some(parent) if parent.inner.state.get() == State::Suspended => leave(ts, parent, outcome),
+        // Its stored state (a greenlet's parent is always of its thread): the parent is
+        // not the running greenlet, we are.
+        Some(parent) if parent.inner.owner_and_state.word() == ts.keys.suspended => {
+            leave(ts, parent, outcome)
+        }
         _ => finish_further(ts, me.parent(), outcome),
     }
 }
@@ -779,13 +776,15 @@ fn leave(ts: &ThreadState, target: impl Borrow<Greenlet>, outcome: impl Outgoing
         // SAFETY: our own state, alive until the receiving side releases it.
         let origin_inner = unsafe { &*origin };
         let from = origin_inner.context_ptr();
-        // SAFETY: `origin` is the state of the greenlet leaving its stack for good, alive
-        // until it is freed, which forgets it first.
-        unsafe { ts.record_finished(origin) };
         // As in `switch_to`: a greenlet that finishes without a handle left is freed by
         // the receiving side.
         let full = ts.switches_in_full();
         let carried = outcome.send(ts, !full, origin, &mut parked, &mut handoff);
+        // Once what we deliver is sent (else the call kept it in memory, to drop it there
+        // if the call unwound).
+        // SAFETY: `origin` is the state of the greenlet leaving its stack for good, alive
+        // until it is freed, which forgets it first.
+        unsafe { ts.record_finished(origin) };
         if full && ts.fp.in_use() {
             fp::exchange(ts, origin_inner, &handle.inner);
         }

@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::fp::ThreadFp;
 use crate::greenlet::{Greenlet, Inner, State};
 use crate::kill::UnraisableHook;
+use crate::owner::OwnerAndState;
 use crate::shared::{BlockCache, Shared};
 use crate::switch::Message;
 use crate::trace::Tracer;
@@ -40,6 +41,9 @@ pub(crate) fn is_alive(serial: u64) -> bool {
 /// The greenlet state of one thread.
 pub(crate) struct ThreadState {
     pub(crate) serial: u64,
+    /// What a greenlet of this thread holds as its owner and state when it can be switched
+    /// to (see [`crate::owner`]).
+    pub(crate) keys: SwitchKeys,
     pub(crate) main: Greenlet,
     /// The state of the running greenlet, not counted: a running greenlet's state is never
     /// freed, even without handles (see [`crate::shared`]), so this stays valid until the
@@ -72,6 +76,16 @@ pub(crate) struct ThreadState {
     finished: Cell<*const Inner>,
 }
 
+/// The [`OwnerAndState`] words of a thread's greenlets that a switch can go to at once.
+pub(crate) struct SwitchKeys {
+    /// A suspended greenlet's (the running one's too).
+    pub(crate) suspended: u64,
+    /// An unstarted greenlet's.
+    pub(crate) unstarted: u64,
+    /// A dead greenlet's, which cannot be switched to, but is stored in one go too.
+    pub(crate) dead: u64,
+}
+
 impl ThreadState {
     fn new() -> Self {
         let serial = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
@@ -81,11 +95,10 @@ impl ThreadState {
         install_overflow_handler();
         let inner = Shared::new(None, || Inner {
             // Started and not dead; running, since it is current (see `Inner::state`).
-            state: Cell::new(State::Suspended),
+            owner_and_state: OwnerAndState::new(serial, State::Suspended),
             is_main: true,
             parent: Cell::new(None),
             context: UnsafeCell::new(Some(DefaultContext::thread())),
-            owner: serial,
             stack_size: 0,
             name: None,
             own_fp: Cell::new(None),
@@ -95,6 +108,11 @@ impl ThreadState {
         let current = Shared::as_ptr(&inner);
         ThreadState {
             serial,
+            keys: SwitchKeys {
+                suspended: OwnerAndState::key(serial, State::Suspended),
+                unstarted: OwnerAndState::key(serial, State::Unstarted),
+                dead: OwnerAndState::key(serial, State::Dead),
+            },
             main: Greenlet { inner },
             current: Cell::new(current),
             pool: UnsafeCell::new(StackPool::new()),
@@ -279,7 +297,7 @@ impl Drop for ThreadState {
         // The thread is exiting on its own stack, so main is current. Its greenlets that are
         // still suspended cannot be resumed any more: dropping their last handle later
         // discards their stacks without running their destructors.
-        self.main.inner.state.set(State::Dead);
+        self.main.inner.owner_and_state.set_state(State::Dead);
         if let Ok(mut live) = LIVE_THREADS.lock() {
             live.remove(&self.serial);
         }
