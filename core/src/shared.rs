@@ -7,8 +7,12 @@
 //! - the state of the thread's *running* greenlet is never freed: the thread state points
 //!   at it without counting it (counting it cost a count up and down on every switch),
 //!   and when the last handle of the running greenlet goes, its state stays until the
-//!   switch away from it, whose receiving side finds the count at zero and kills or frees
-//!   it (see `crate::switch`).
+//!   switch away from it, which takes the full path (see
+//!   `ThreadState::switches_in_full`): its receiving side finds the count at zero and
+//!   kills or frees it (see `crate::switch`).
+//!
+//! The state comes first in the allocation, so a handle is the state's address, and the
+//! state's first field is its context: see [`Inner`].
 
 use std::alloc::{self, Layout};
 use std::cell::Cell;
@@ -272,25 +276,28 @@ impl Drop for Shared {
 unsafe fn free(ptr: NonNull<Counted>) {
     // SAFETY: the allocation is alive (the caller's contract); only its address is taken.
     let inner = unsafe { &raw const (*ptr.as_ptr()).inner };
-    // An `Option`, not the `Result`, whose error would have to be dropped.
-    let ts = thread::state().ok();
-    if let Some(ts) = ts {
-        if ptr::eq(ts.current_address(), inner) {
-            ts.orphan_current();
-            return;
+    // Through an `Option`: a `Result` matched here was dropped whole, by a call, even when
+    // it held the thread state.
+    let Some(ts) = thread::state().ok() else {
+        // The thread state is gone (thread teardown): no cache to keep the block in.
+        // SAFETY: the caller's contract; the state is dropped exactly once, here, and the
+        // block is ours to free, allocated with this layout.
+        unsafe {
+            Inner::drop_in_place(inner.cast_mut());
+            alloc::dealloc(ptr.as_ptr().cast(), Layout::new::<Counted>());
         }
-        // A finished greenlet's stack that is still out goes back to the pool first.
-        ts.forget_finished(inner);
+        return;
+    };
+    if ptr::eq(ts.current_address(), inner) {
+        ts.orphan_current();
+        return;
     }
+    // A finished greenlet's stack that is still out goes back to the pool first.
+    ts.forget_finished(inner);
     // SAFETY: the caller's contract, and the thread state does not point at it either;
     // the state is dropped exactly once, here.
     unsafe { Inner::drop_in_place(inner.cast_mut()) };
-    match ts {
-        Some(ts) => ts.blocks.give(ptr),
-        // The thread state is gone (thread teardown): no cache to keep it in.
-        // SAFETY: ours to free, allocated with this layout.
-        None => unsafe { alloc::dealloc(ptr.as_ptr().cast(), Layout::new::<Counted>()) },
-    }
+    ts.blocks.give(ptr);
 }
 
 impl Deref for Shared {

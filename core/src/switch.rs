@@ -2,24 +2,29 @@
 //! and what every resumed greenlet does first.
 //!
 //! A switch in four steps:
-//! 1. [`transfer`] checks the owner thread and the target's state. The common cases, a
-//!    suspended greenlet of this thread or an unstarted one (given a stack by [`prepare`]
-//!    first), go straight to [`switch_to`], expanded in the caller's frame; everything
-//!    else (forwarding from a dead greenlet to its nearest live ancestor, a switch to
-//!    oneself, errors) is out of line in [`transfer_unusual`].
+//! 1. [`transfer`] checks the owner thread and the target's state, one word compared with
+//!    the thread's own ([`crate::owner`]). The common cases, a suspended greenlet of this
+//!    thread or an unstarted one (given a stack by [`prepare`] first), go straight to
+//!    [`switch_to`], expanded in the caller's frame; everything else (forwarding from a
+//!    dead greenlet to its nearest live ancestor, a switch to oneself, errors) is out of
+//!    line in [`transfer_unusual`].
 //! 2. [`switch_to`] makes the target current and sends what it delivers: in the usual
-//!    case (a plain value, from a greenlet that lives on and still has a handle, no trace
-//!    hook) the value's table as the backend's `usize` and its own word in the thread
-//!    state's [`Message`]; otherwise a [`Handoff`] on the switching greenlet's own stack
-//!    (what is delivered, and the greenlet left), whose tagged address the `usize` carries.
-//!    It exchanges floating-point control states if the thread has greenlets that keep
-//!    their own ([`crate::fp`]), then switches contexts.
+//!    case (a plain value, and the thread's flag for full switches clear: no trace hook,
+//!    no own floating-point state, a switching greenlet that still has a handle; see
+//!    [`ThreadState::switches_in_full`]) the value's table as the backend's `usize` and its
+//!    own word in the thread state's [`Message`]; otherwise a [`Handoff`] on the switching
+//!    greenlet's own stack (what is delivered, and the greenlet left), whose tagged
+//!    address the `usize` carries. It exchanges floating-point control states if the
+//!    thread has greenlets that keep their own ([`crate::fp`]), then switches contexts.
 //! 3. The resumed side runs [`receive`]: takes the value *first*; in the usual case that
-//!    is all, one test of the word it received. Otherwise it moves the handoff out,
-//!    reclaims the stack of a greenlet that just died, runs the trace hook, and kills or
-//!    frees an origin left without handles.
+//!    is all, one test of the word it received. Otherwise it moves the handoff out, runs
+//!    the trace hook, kills or frees an origin left without handles, and recomputes the
+//!    thread's flag for full switches.
 //! 4. A finishing greenlet runs [`finish`], which delivers its outcome to its parent chain
-//!    and leaves its stack for good.
+//!    and leaves its stack for good, the same way: a plain value goes as in the usual
+//!    switch. Its stack is not the resumed side's to reclaim: the thread state records the
+//!    greenlet, and the stack goes back to the pool later
+//!    ([`ThreadState::record_finished`]).
 //!
 //! Inside, a switch returns an [`Outcome`] (the value, or `None` with the error parked in
 //! the thread state): two registers rather than a `Result` returned through memory.
@@ -780,14 +785,14 @@ fn leave(ts: &ThreadState, target: impl Borrow<Greenlet>, outcome: impl Outgoing
         // the receiving side.
         let full = ts.switches_in_full();
         let carried = outcome.send(ts, !full, origin, &mut parked, &mut handoff);
+        if full && ts.fp.in_use() {
+            fp::exchange(ts, origin_inner, &handle.inner);
+        }
         // Once what we deliver is sent (else the call kept it in memory, to drop it there
         // if the call unwound).
         // SAFETY: `origin` is the state of the greenlet leaving its stack for good, alive
         // until it is freed, which forgets it first.
         unsafe { ts.record_finished(origin) };
-        if full && ts.fp.in_use() {
-            fp::exchange(ts, origin_inner, &handle.inner);
-        }
         // Nothing with a destructor may stay on this stack. Dropping an owned `target` here
         // runs no code of the user's: it is running now, so neither killed nor freed.
         drop(target);
