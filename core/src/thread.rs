@@ -343,3 +343,48 @@ fn first_or_late_state() -> Result<&'static ThreadState, Error> {
     // SAFETY: as in `state`.
     Ok(unsafe { &*state })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `greenlet`'s state still holds a context (and so a stack).
+    fn holds_a_stack(greenlet: &Greenlet) -> bool {
+        // SAFETY: the greenlet is not running: nothing else reaches the slot now.
+        unsafe { (*greenlet.inner.context.get()).is_some() }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "switches stacks in assembly")]
+    fn a_finished_greenlets_stack_waits_for_its_state_to_go_or_the_next_finish() {
+        let ts = state().unwrap();
+        let first = Greenlet::new(|_| Ok(()));
+        first.switch(()).unwrap();
+        assert!(first.is_dead());
+        // Left for the thread state to give back, not given back by main on receiving.
+        assert!(holds_a_stack(&first));
+        assert!(ptr::eq(ts.finished.get(), Shared::as_ptr(&first.inner)));
+        let second = Greenlet::new(|_| Ok(()));
+        second.switch(()).unwrap();
+        // The next finish gave the first one's stack back and recorded its own.
+        assert!(!holds_a_stack(&first));
+        assert!(holds_a_stack(&second));
+        assert!(ptr::eq(ts.finished.get(), Shared::as_ptr(&second.inner)));
+        // Freeing the recorded state gives its stack back and forgets it.
+        drop(second);
+        assert!(ts.finished.get().is_null());
+        drop(first);
+        assert!(ts.finished.get().is_null());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "switches stacks in assembly")]
+    fn the_full_switch_flag_follows_the_trace_hook() {
+        let ts = state().unwrap();
+        assert!(!ts.switches_in_full());
+        crate::settrace(Some(Box::new(|_, _, _| Ok(()))));
+        assert!(ts.switches_in_full());
+        crate::settrace(None);
+        assert!(!ts.switches_in_full());
+    }
+}
