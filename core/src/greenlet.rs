@@ -55,7 +55,7 @@ pub(crate) type Locals = Vec<(TypeId, Box<dyn Any>)>;
 #[repr(C)]
 pub(crate) struct Inner {
     /// The backend context: the thread's for a main greenlet, `None` before the first start;
-    /// after death, `None` once the stack has gone back to the pool (see
+    /// after death, `None` once the thread has taken the stack back (see
     /// [`ThreadState::record_finished`](crate::thread::ThreadState::record_finished)).
     pub(crate) context: UnsafeCell<Option<DefaultContext>>,
     /// `None` only for a main greenlet. A `Cell`: read through [`Inner::parent`], which

@@ -292,7 +292,7 @@ unsafe fn free(ptr: NonNull<Counted>) {
         ts.orphan_current();
         return;
     }
-    // A finished greenlet's stack that is still out goes back to the pool first.
+    // A finished greenlet's stack that is still out is taken back first.
     ts.forget_finished(inner);
     // SAFETY: the caller's contract, and the thread state does not point at it either;
     // the state is dropped exactly once, here.

@@ -23,7 +23,7 @@
 //! 4. A finishing greenlet runs [`finish`], which delivers its outcome to its parent chain
 //!    and leaves its stack for good, the same way: a plain value goes as in the usual
 //!    switch. Its stack is not the resumed side's to reclaim: the thread state records the
-//!    greenlet, and the stack goes back to the pool later
+//!    greenlet, and takes the stack back later
 //!    ([`ThreadState::record_finished`]).
 //!
 //! Inside, a switch returns an [`Outcome`] (the value, or `None` with the error parked in
@@ -436,7 +436,7 @@ fn transfer_unusual(
 fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
     debug_assert_eq!(greenlet.inner.owner_and_state.state(), State::Unstarted);
     let slot = greenlet.inner.context.get();
-    let stack = ts.with_pool(|pool| pool.take(greenlet.inner.stack_size))?;
+    let stack = ts.take_stack(greenlet.inner.stack_size)?;
     let ts_ptr = ptr::from_ref(ts).cast_mut().cast::<()>();
     let context = DefaultContext::new(stack, greenlet_entry, ts_ptr);
     // SAFETY: no reference into the slot is alive: contexts are only reached through raw

@@ -14,7 +14,7 @@ use std::ptr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use greenlet_backends::stack::{StackPool, install_overflow_handler};
+use greenlet_backends::stack::{GuardedStack, StackError, StackPool, install_overflow_handler};
 use greenlet_backends::{Context, DefaultContext};
 
 use crate::entry::EntryClosure;
@@ -70,10 +70,16 @@ pub(crate) struct ThreadState {
     /// [`ThreadState::switches_in_full`]), so that the usual switch tests one flag for
     /// everything that makes a switch unusual on the switching side.
     full_switches: Cell<bool>,
-    /// The state of the greenlet that finished last, if its stack has not gone back to the
-    /// pool yet; null if none. Not counted: `free` forgets it before dropping it (see
+    /// The state of the greenlet that finished last, if its stack has not been taken back
+    /// yet; null if none. Not counted: `free` forgets it before dropping it (see
     /// [`ThreadState::forget_finished`]).
     finished: Cell<*const Inner>,
+    /// The stack given back last, kept out of the pool for the next greenlet that asks for
+    /// the same size (`spare_size`): the usual create, run and drop passes one stack from
+    /// a finished greenlet to the next without the pool's bookkeeping.
+    spare: Cell<Option<GuardedStack>>,
+    /// The stack size the greenlet that had `spare` asked for.
+    spare_size: Cell<usize>,
 }
 
 /// The [`OwnerAndState`] words of a thread's greenlets that a switch can go to at once.
@@ -125,12 +131,15 @@ impl ThreadState {
             message: Message::new(),
             full_switches: Cell::new(false),
             finished: Cell::new(ptr::null()),
+            spare: Cell::new(None),
+            spare_size: Cell::new(0),
         }
     }
 
     /// Records `dead`, the running greenlet about to leave its stack for good, as the one
-    /// whose stack goes back to the pool later; first gives back the stack of the one
-    /// recorded before, which left it earlier.
+    /// whose stack is taken back later (it becomes the spare, see
+    /// [`ThreadState::take_stack`]); first takes back the stack of the one recorded before,
+    /// which left it earlier.
     ///
     /// A finishing greenlet cannot give back the stack it runs on. Having the resumed side
     /// do it made every finish an unusual switch, with a handoff; kept here, the stack goes
@@ -175,7 +184,8 @@ impl ThreadState {
         unsafe { self.give_back_stack(dead) }
     }
 
-    /// Gives the stack of the finished greenlet whose state is at `dead` back to the pool.
+    /// Takes the stack of the finished greenlet whose state is at `dead` back: it becomes
+    /// the spare, and the spare before it goes to the pool.
     ///
     /// # Safety
     ///
@@ -187,9 +197,33 @@ impl ThreadState {
         if let Some(context) = context {
             // SAFETY: an exited context is not running.
             if let Some(stack) = unsafe { context.into_stack() } {
-                self.with_pool(|pool| pool.give(stack));
+                // SAFETY: the caller's contract: the state is alive.
+                let size = unsafe { (*dead).stack_size };
+                if let Some(earlier) = self.spare.replace(Some(stack)) {
+                    self.give_to_pool(earlier);
+                }
+                self.spare_size.set(size);
             }
         }
+    }
+
+    /// A stack for a greenlet that asks for `size` bytes: the spare if it was taken for the
+    /// same size, else one from the pool.
+    #[inline(always)]
+    pub(crate) fn take_stack(&self, size: usize) -> Result<GuardedStack, StackError> {
+        if self.spare_size.get() == size
+            && let Some(stack) = self.spare.take()
+        {
+            return Ok(stack);
+        }
+        self.with_pool(|pool| pool.take(size))
+    }
+
+    /// Gives `stack` to the pool: out of line, off the usual path.
+    #[cold]
+    #[inline(never)]
+    fn give_to_pool(&self, stack: GuardedStack) {
+        self.with_pool(|pool| pool.give(stack));
     }
 
     /// Whether a switch must do more than hand over a value: deliver it by handoff, so that
@@ -347,6 +381,7 @@ fn first_or_late_state() -> Result<&'static ThreadState, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use greenlet_backends::stack::DEFAULT_STACK_SIZE;
 
     /// Whether `greenlet`'s state still holds a context (and so a stack).
     fn holds_a_stack(greenlet: &Greenlet) -> bool {
@@ -375,6 +410,36 @@ mod tests {
         assert!(ts.finished.get().is_null());
         drop(first);
         assert!(ts.finished.get().is_null());
+    }
+
+    /// The top of the spare stack, if there is one (and puts it back).
+    fn spare_top(ts: &ThreadState) -> Option<*mut u8> {
+        let spare = ts.spare.take();
+        let top = spare.as_ref().map(GuardedStack::top);
+        ts.spare.set(spare);
+        top
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "switches stacks in assembly")]
+    fn the_stack_given_back_last_goes_to_the_next_greenlet_of_the_same_size() {
+        let ts = state().unwrap();
+        let first = Greenlet::new(|_| Ok(()));
+        first.switch(()).unwrap();
+        drop(first);
+        let spare = spare_top(ts).expect("the finished greenlet's stack is the spare");
+        assert_eq!(ts.spare_size.get(), DEFAULT_STACK_SIZE);
+        // Another size: from the pool; the spare stays.
+        let waiting = Greenlet::builder()
+            .stack_size(DEFAULT_STACK_SIZE * 4)
+            .build(|_| Greenlet::switch_to_parent(()));
+        waiting.switch(()).unwrap();
+        assert_eq!(spare_top(ts), Some(spare));
+        // The same size: the spare.
+        let same = Greenlet::new(|_| Greenlet::switch_to_parent(()));
+        same.switch(()).unwrap();
+        assert_eq!(spare_top(ts), None);
+        drop((waiting, same));
     }
 
     #[test]
