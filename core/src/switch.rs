@@ -342,20 +342,22 @@ fn transfer_in(
 ) -> Outcome {
     let handle = target.borrow();
     // The target's owner and stored state, in one word (see `crate::owner`): a suspended
-    // greenlet of this thread is one comparison away. The stored state is `Suspended` for
-    // the running greenlet too, which is told apart by address below.
+    // greenlet of this thread is one comparison away, when the switch can take the usual
+    // path (see `UsualKeys`). The stored state is `Suspended` for the running greenlet too,
+    // which is told apart by address below.
     let word = handle.inner.owner_and_state.word();
     // `delivery` is not dropped if `prepare` unwinds (a bug; it is leaked then): with a
     // drop to run on that path, the compiler kept the value in memory for it, stored on
     // every switch.
     let delivery = ManuallyDrop::new(delivery);
-    if word != ts.keys.suspended {
-        // Dead, another thread's, or unstarted. An unstarted target gets its stack first,
+    if word != ts.usual.suspended.get() {
+        // Dead, another thread's, unstarted, or a switch that must take the full path. An
+        // unstarted target gets its stack first,
         // out of line, then takes the same switch as a suspended one, expanded once, here
         // in the caller's own frame: not in a function of its own, whose `ret` after the
         // switch would be mispredicted (the return stack buffer then holds the calls the
         // child made and never returned from).
-        if word != ts.keys.unstarted {
+        if word != ts.usual.unstarted.get() {
             return transfer_unusual(ts, target, ManuallyDrop::into_inner(delivery));
         }
         if let Err(error) = prepare(ts, handle) {
@@ -364,7 +366,7 @@ fn transfer_in(
     }
     // A switch to oneself.
     if !ptr::eq(Shared::as_ptr(&handle.inner), ts.current_address()) {
-        return switch_to(ts, target, ManuallyDrop::into_inner(delivery));
+        return switch_to(ts, target, ManuallyDrop::into_inner(delivery), false);
     }
     transfer_unusual(ts, target, ManuallyDrop::into_inner(delivery))
 }
@@ -395,7 +397,7 @@ fn start(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Outgoin
     if let Err(error) = prepare(ts, target.borrow()) {
         return ts.park_error(error.into());
     }
-    switch_to(ts, target, delivery)
+    switch_to(ts, target, delivery, ts.switches_in_full())
 }
 
 /// [`transfer`] to anything but a suspended or unstarted greenlet of this thread: fails
@@ -416,7 +418,7 @@ fn transfer_unusual(
         return ts.park_error(error);
     }
     match handle.state() {
-        State::Suspended => switch_to(ts, target, delivery),
+        State::Suspended => switch_to(ts, target, delivery, ts.switches_in_full()),
         State::Unstarted => start(ts, target, delivery),
         State::Running => trace::run(ts, handle, handle, delivery).into_outcome(ts),
         State::Dead => {
@@ -455,8 +457,16 @@ fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
 /// A `target` we own (the live ancestor a dead greenlet forwards to) is dropped before the
 /// stack switch: a handle waiting on this stack would keep it alive, unseen, until we are
 /// resumed, so that dropping its last visible handle would not kill it (catalog 76).
+///
+/// `full` is [`ThreadState::switches_in_full`], which the usual path knows is false (see
+/// [`crate::thread::UsualKeys`]).
 #[inline(always)]
-fn switch_to(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Outgoing) -> Outcome {
+fn switch_to(
+    ts: &ThreadState,
+    target: impl Borrow<Greenlet>,
+    delivery: impl Outgoing,
+    full: bool,
+) -> Outcome {
     let handle = target.borrow();
     let to = handle.context_ptr();
     let origin = ts.replace_current(Shared::as_ptr(&handle.inner));
@@ -471,7 +481,7 @@ fn switch_to(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Out
     // trace hook to run, and an origin with a handle left (else the resumed side kills or
     // frees it). Nothing runs between here and the resumed side that could change either.
     // One flag covers both, and the floating-point exchange (see `switches_in_full`).
-    let full = ts.switches_in_full();
+    debug_assert_eq!(full, ts.switches_in_full());
     let carried = delivery.send(ts, !full, origin, &mut parked, &mut handoff);
     // Once what we deliver is sent (a call with it still to drop if the call unwound kept
     // it in memory on every switch).

@@ -67,9 +67,10 @@ pub(crate) struct ThreadState {
     /// What the switch in flight delivers (see [`crate::switch`]).
     pub(crate) message: Message,
     /// Whether switches must take their full path (see
-    /// [`ThreadState::switches_in_full`]), so that the usual switch tests one flag for
-    /// everything that makes a switch unusual on the switching side.
+    /// [`ThreadState::switches_in_full`]).
     full_switches: Cell<bool>,
+    /// The words a target must hold for the usual switch (see [`UsualKeys`]).
+    pub(crate) usual: UsualKeys,
     /// The state of the greenlet that finished last, if its stack has not been taken back
     /// yet; null if none. Not counted: `free` forgets it before dropping it (see
     /// [`ThreadState::forget_finished`]).
@@ -80,6 +81,17 @@ pub(crate) struct ThreadState {
     spare: Cell<Option<GuardedStack>>,
     /// The stack size the greenlet that had `spare` asked for.
     spare_size: Cell<usize>,
+}
+
+/// The [`OwnerAndState`] words a switch can go to on its usual path, in one comparison:
+/// a suspended or unstarted greenlet of this thread, while switches need not take their
+/// full path. When they must ([`ThreadState::switches_in_full`]), both hold a word no
+/// greenlet ever holds (its state bits say `Running`, which is never stored), so that
+/// every switch leaves the usual path at that same comparison, and the usual path tests
+/// no flag of its own.
+pub(crate) struct UsualKeys {
+    pub(crate) suspended: Cell<u64>,
+    pub(crate) unstarted: Cell<u64>,
 }
 
 /// The [`OwnerAndState`] words of a thread's greenlets that a switch can go to at once.
@@ -130,6 +142,10 @@ impl ThreadState {
             fp: ThreadFp::new(),
             message: Message::new(),
             full_switches: Cell::new(false),
+            usual: UsualKeys {
+                suspended: Cell::new(OwnerAndState::key(serial, State::Suspended)),
+                unstarted: Cell::new(OwnerAndState::key(serial, State::Unstarted)),
+            },
             finished: Cell::new(ptr::null()),
             spare: Cell::new(None),
             spare_size: Cell::new(0),
@@ -247,14 +263,31 @@ impl ThreadState {
         let hook = crate::trace::has_tracer(self);
         // SAFETY: the running greenlet's state is alive (see `current`).
         let orphan = unsafe { Shared::count_at(self.current.get()) } == 0;
-        self.full_switches.set(hook || self.fp.in_use() || orphan);
+        self.set_full_switches(hook || self.fp.in_use() || orphan);
     }
 
     /// Notes that the running greenlet has lost its last handle: the switch away from it
     /// takes the full path, whose receiving side kills or frees it.
     #[inline]
     pub(crate) fn orphan_current(&self) {
-        self.full_switches.set(true);
+        self.set_full_switches(true);
+    }
+
+    /// Sets [`ThreadState::switches_in_full`], and the [`UsualKeys`] with it.
+    fn set_full_switches(&self, full: bool) {
+        self.full_switches.set(full);
+        let (suspended, unstarted) = if full {
+            // State bits 1, `Running`: never stored, so never matched.
+            (self.serial << 2 | 1, self.serial << 2 | 1)
+        } else {
+            (self.keys.suspended, self.keys.unstarted)
+        };
+        debug_assert_eq!(
+            OwnerAndState::key(self.serial, State::Running),
+            self.serial << 2 | 1
+        );
+        self.usual.suspended.set(suspended);
+        self.usual.unstarted.set(unstarted);
     }
 
     /// A handle to the running greenlet.
@@ -446,10 +479,20 @@ mod tests {
     #[cfg_attr(miri, ignore = "switches stacks in assembly")]
     fn the_full_switch_flag_follows_the_trace_hook() {
         let ts = state().unwrap();
+        let usual = |ts: &ThreadState| (ts.usual.suspended.get(), ts.usual.unstarted.get());
+        let real = (ts.keys.suspended, ts.keys.unstarted);
         assert!(!ts.switches_in_full());
+        assert_eq!(usual(ts), real);
         crate::settrace(Some(Box::new(|_, _, _| Ok(()))));
         assert!(ts.switches_in_full());
+        // No greenlet's word matches while switches take the full path.
+        let (suspended, unstarted) = usual(ts);
+        for state in [State::Unstarted, State::Suspended, State::Dead] {
+            let word = OwnerAndState::key(ts.serial, state);
+            assert!(word != suspended && word != unstarted, "{state:?}");
+        }
         crate::settrace(None);
         assert!(!ts.switches_in_full());
+        assert_eq!(usual(ts), real);
     }
 }
