@@ -43,7 +43,7 @@ use crate::error::Error;
 use crate::fp;
 use crate::greenlet::{Greenlet, Inner, State};
 use crate::shared::Shared;
-use crate::thread::{self, ThreadState};
+use crate::thread::{self, ThreadState, UsualKeys};
 use crate::trace;
 use crate::value::{Value, ValueParts, ValueTable};
 
@@ -318,53 +318,72 @@ type Outcome = Option<Value>;
 /// `target` is a borrowed or an owned handle: a type parameter rather than a `Cow`, so that
 /// a borrowed one leaves no drop to plan for (with a `Cow`, the value in flight was kept in
 /// memory for a landing pad in case dropping the handle unwound).
+///
+/// The target's owner and stored state, one word (see `crate::owner`), are compared with
+/// the thread's [`UsualKeys`]: a suspended greenlet of this thread is one comparison
+/// away, when the switch can take the usual path. The keys are found without asking
+/// whether this thread has a greenlet state (see [`thread::usual_keys`]); anything else
+/// (no thread state, another thread's greenlet, a dead one, full switches) goes out of
+/// line to [`transfer_slow`].
 #[inline(always)]
 fn transfer_to(target: impl Borrow<Greenlet>, delivery: impl Outgoing) -> Result<Value, Error> {
-    // Not dropped if finding the thread state unwinds (it does not; were it to, the value
-    // would leak): a drop to run on that path kept the value in memory on every switch.
+    // Not dropped if `prepare` unwinds (a bug; it is leaked then): a drop to run on that
+    // path kept the value in memory on every switch.
     let delivery = ManuallyDrop::new(delivery);
-    let ts = match thread::state() {
-        Ok(ts) => ts,
-        Err(error) => return Err(refuse_late(error, ManuallyDrop::into_inner(delivery))),
+    let handle = target.borrow();
+    let word = handle.inner.owner_and_state.word();
+    let keys = thread::usual_keys();
+    // SAFETY: `usual_keys` always points at live keys.
+    let unstarted = if word == unsafe { (*keys).suspended() } {
+        false
+    } else if word == unsafe { (*keys).unstarted() } {
+        true
+    } else {
+        return transfer_slow(target, ManuallyDrop::into_inner(delivery));
     };
-    match transfer_in(ts, target, ManuallyDrop::into_inner(delivery)) {
+    // SAFETY: from `usual_keys`, and a key matched.
+    let ts = unsafe { UsualKeys::thread_state(keys) };
+    let outcome = transfer_usual(ts, target, ManuallyDrop::into_inner(delivery), unstarted);
+    match outcome {
         Some(value) => Ok(value),
         None => Err(ts.take_parked_error()),
     }
 }
 
-/// The body of [`transfer_to`].
+/// [`transfer_to`] off the usual path: finds the thread state (or fails if it is gone) and
+/// goes to [`transfer_unusual`].
+#[cold]
+#[inline(never)]
+fn transfer_slow(target: impl Borrow<Greenlet>, delivery: impl Outgoing) -> Result<Value, Error> {
+    let ts = match thread::state() {
+        Ok(ts) => ts,
+        Err(error) => return Err(refuse_late(error, delivery)),
+    };
+    match transfer_unusual(ts, target, delivery) {
+        Some(value) => Ok(value),
+        None => Err(ts.take_parked_error()),
+    }
+}
+
+/// The usual path of [`transfer_to`]: to a suspended greenlet of this thread, or an
+/// `unstarted` one, while switches need not take their full path.
 #[inline(always)]
-fn transfer_in(
+fn transfer_usual(
     ts: &ThreadState,
     target: impl Borrow<Greenlet>,
     delivery: impl Outgoing,
+    unstarted: bool,
 ) -> Outcome {
     let handle = target.borrow();
-    // The target's owner and stored state, in one word (see `crate::owner`): a suspended
-    // greenlet of this thread is one comparison away, when the switch can take the usual
-    // path (see `UsualKeys`). The stored state is `Suspended` for the running greenlet too,
-    // which is told apart by address below.
-    let word = handle.inner.owner_and_state.word();
-    // `delivery` is not dropped if `prepare` unwinds (a bug; it is leaked then): with a
-    // drop to run on that path, the compiler kept the value in memory for it, stored on
-    // every switch.
     let delivery = ManuallyDrop::new(delivery);
-    if word != ts.usual.suspended.get() {
-        // Dead, another thread's, unstarted, or a switch that must take the full path. An
-        // unstarted target gets its stack first,
-        // out of line, then takes the same switch as a suspended one, expanded once, here
-        // in the caller's own frame: not in a function of its own, whose `ret` after the
-        // switch would be mispredicted (the return stack buffer then holds the calls the
-        // child made and never returned from).
-        if word != ts.usual.unstarted.get() {
-            return transfer_unusual(ts, target, ManuallyDrop::into_inner(delivery));
-        }
-        if let Err(error) = prepare(ts, handle) {
-            return refuse(ts, error.into(), ManuallyDrop::into_inner(delivery));
-        }
+    // An unstarted target gets its stack first, out of line, then takes the same switch as
+    // a suspended one, expanded once, here in the caller's own frame: not in a function of
+    // its own, whose `ret` after the switch would be mispredicted (the return stack buffer
+    // then holds the calls the child made and never returned from).
+    if unstarted && let Err(error) = prepare(ts, handle) {
+        return refuse(ts, error.into(), ManuallyDrop::into_inner(delivery));
     }
-    // A switch to oneself.
+    // A switch to oneself: the running greenlet's stored state is `Suspended` too.
     if !ptr::eq(Shared::as_ptr(&handle.inner), ts.current_address()) {
         return switch_to(ts, target, ManuallyDrop::into_inner(delivery), false);
     }

@@ -9,7 +9,7 @@
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::BTreeSet;
 use std::mem;
-use std::mem::ManuallyDrop;
+use std::mem::{ManuallyDrop, offset_of};
 use std::ptr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,7 +39,13 @@ pub(crate) fn is_alive(serial: u64) -> bool {
 }
 
 /// The greenlet state of one thread.
+///
+/// `repr(C)` with the [`UsualKeys`] first: the usual switch reaches the state through
+/// them (see [`usual_keys`]), and at offset 0 the two are one pointer.
+#[repr(C)]
 pub(crate) struct ThreadState {
+    /// The words a target must hold for the usual switch (see [`UsualKeys`]).
+    pub(crate) usual: UsualKeys,
     pub(crate) serial: u64,
     /// What a greenlet of this thread holds as its owner and state when it can be switched
     /// to (see [`crate::owner`]).
@@ -69,8 +75,6 @@ pub(crate) struct ThreadState {
     /// Whether switches must take their full path (see
     /// [`ThreadState::switches_in_full`]).
     full_switches: Cell<bool>,
-    /// The words a target must hold for the usual switch (see [`UsualKeys`]).
-    pub(crate) usual: UsualKeys,
     /// The state of the greenlet that finished last, if its stack has not been taken back
     /// yet; null if none. Not counted: `free` forgets it before dropping it (see
     /// [`ThreadState::forget_finished`]).
@@ -89,9 +93,63 @@ pub(crate) struct ThreadState {
 /// greenlet ever holds (its state bits say `Running`, which is never stored), so that
 /// every switch leaves the usual path at that same comparison, and the usual path tests
 /// no flag of its own.
+///
+/// A switch reaches them through [`usual_keys`], which needs no test: before this thread's
+/// state exists and after its teardown, it leads to [`NO_USUAL_SWITCH`], whose words no
+/// greenlet holds either, and the switch leaves the usual path at the same comparison.
+/// Atomic only so that the placeholder can be a `static`; relaxed loads and stores are
+/// plain moves, and only the owner thread touches a thread state's.
 pub(crate) struct UsualKeys {
-    pub(crate) suspended: Cell<u64>,
-    pub(crate) unstarted: Cell<u64>,
+    suspended: AtomicU64,
+    unstarted: AtomicU64,
+}
+
+/// The state bits of a word no greenlet ever holds (`Running` is never stored).
+const NEVER_HELD: u64 = 1;
+const _: () = assert!(OwnerAndState::key(0, State::Running) == NEVER_HELD);
+const _: () = assert!(offset_of!(ThreadState, usual) == 0);
+
+/// The keys a thread without a greenlet state switches with: they match nothing.
+static NO_USUAL_SWITCH: UsualKeys = UsualKeys {
+    suspended: AtomicU64::new(NEVER_HELD),
+    unstarted: AtomicU64::new(NEVER_HELD),
+};
+
+impl UsualKeys {
+    /// The word of a suspended greenlet the usual switch goes to.
+    #[inline(always)]
+    pub(crate) fn suspended(&self) -> u64 {
+        self.suspended.load(Ordering::Relaxed)
+    }
+
+    /// The word of an unstarted greenlet the usual switch goes to.
+    #[inline(always)]
+    pub(crate) fn unstarted(&self) -> u64 {
+        self.unstarted.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, suspended: u64, unstarted: u64) {
+        self.suspended.store(suspended, Ordering::Relaxed);
+        self.unstarted.store(unstarted, Ordering::Relaxed);
+    }
+
+    /// The thread state these keys are part of.
+    ///
+    /// # Safety
+    ///
+    /// `this` came from [`usual_keys`], and a greenlet's word matched one of its keys, so
+    /// it is a live thread state's, not [`NO_USUAL_SWITCH`].
+    #[inline(always)]
+    pub(crate) unsafe fn thread_state(this: *const UsualKeys) -> &'static ThreadState {
+        // SAFETY: the caller's contract; the pointer was derived from one to the whole
+        // thread state (see `first_or_late_state`), so going back to it stays inside the
+        // allocation it may reach. Wrapping: nothing is assumed before the match.
+        unsafe {
+            &*this
+                .wrapping_byte_sub(offset_of!(ThreadState, usual))
+                .cast::<ThreadState>()
+        }
+    }
 }
 
 /// The [`OwnerAndState`] words of a thread's greenlets that a switch can go to at once.
@@ -143,8 +201,8 @@ impl ThreadState {
             message: Message::new(),
             full_switches: Cell::new(false),
             usual: UsualKeys {
-                suspended: Cell::new(OwnerAndState::key(serial, State::Suspended)),
-                unstarted: Cell::new(OwnerAndState::key(serial, State::Unstarted)),
+                suspended: AtomicU64::new(OwnerAndState::key(serial, State::Suspended)),
+                unstarted: AtomicU64::new(OwnerAndState::key(serial, State::Unstarted)),
             },
             finished: Cell::new(ptr::null()),
             spare: Cell::new(None),
@@ -276,18 +334,12 @@ impl ThreadState {
     /// Sets [`ThreadState::switches_in_full`], and the [`UsualKeys`] with it.
     fn set_full_switches(&self, full: bool) {
         self.full_switches.set(full);
-        let (suspended, unstarted) = if full {
-            // State bits 1, `Running`: never stored, so never matched.
-            (self.serial << 2 | 1, self.serial << 2 | 1)
+        if full {
+            let never = OwnerAndState::key(self.serial, State::Running);
+            self.usual.set(never, never);
         } else {
-            (self.keys.suspended, self.keys.unstarted)
-        };
-        debug_assert_eq!(
-            OwnerAndState::key(self.serial, State::Running),
-            self.serial << 2 | 1
-        );
-        self.usual.suspended.set(suspended);
-        self.usual.unstarted.set(unstarted);
+            self.usual.set(self.keys.suspended, self.keys.unstarted);
+        }
     }
 
     /// A handle to the running greenlet.
@@ -354,6 +406,7 @@ impl ThreadState {
 impl Drop for ThreadState {
     fn drop(&mut self) {
         STATE_PTR.with(|ptr| ptr.set(ptr::dangling()));
+        USUAL_PTR.with(|ptr| ptr.set(&raw const NO_USUAL_SWITCH));
         // The last finished greenlet's stack, if still out, goes to the pool, which is
         // about to be dropped with the rest of the state.
         let finished = self.finished.replace(ptr::null());
@@ -377,6 +430,17 @@ thread_local! {
     /// a constant-initialised thread-local without a destructor is one load away, while
     /// reaching `STATE` itself checks whether it needs initialising.
     static STATE_PTR: Cell<*const ThreadState> = const { Cell::new(ptr::null()) };
+    /// Where the usual switch finds this thread's [`UsualKeys`]: the thread state's while
+    /// it exists, [`NO_USUAL_SWITCH`] before and after. Constant-initialised and without a
+    /// destructor: readable all the thread's life.
+    static USUAL_PTR: Cell<*const UsualKeys> = const { Cell::new(&raw const NO_USUAL_SWITCH) };
+}
+
+/// The keys the usual switch compares a greenlet's word with (see [`UsualKeys`]): always
+/// live, with no test for a thread state that does not exist (yet, or any more).
+#[inline(always)]
+pub(crate) fn usual_keys() -> *const UsualKeys {
+    USUAL_PTR.with(Cell::get)
 }
 
 /// This thread's greenlet state, created on first use; [`Error::ThreadExited`] once it
@@ -407,6 +471,11 @@ fn first_or_late_state() -> Result<&'static ThreadState, Error> {
         .try_with(|state| state as *const ThreadState)
         .map_err(|_| Error::ThreadExited)?;
     STATE_PTR.with(|ptr| ptr.set(state));
+    // From the pointer to the whole state, so that `UsualKeys::thread_state` may go back.
+    let keys = state
+        .wrapping_byte_add(offset_of!(ThreadState, usual))
+        .cast::<UsualKeys>();
+    USUAL_PTR.with(|ptr| ptr.set(keys));
     // SAFETY: as in `state`.
     Ok(unsafe { &*state })
 }
@@ -476,10 +545,25 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "installs a signal handler")]
+    fn a_thread_switches_with_keys_that_match_nothing_until_it_has_a_state() {
+        std::thread::spawn(|| {
+            assert!(ptr::eq(usual_keys(), &NO_USUAL_SWITCH));
+            let ts = state().unwrap();
+            assert!(ptr::eq(usual_keys(), &ts.usual));
+            // SAFETY: the keys are this thread state's.
+            let back = unsafe { UsualKeys::thread_state(usual_keys()) };
+            assert!(ptr::eq(back, ts));
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     #[cfg_attr(miri, ignore = "switches stacks in assembly")]
     fn the_full_switch_flag_follows_the_trace_hook() {
         let ts = state().unwrap();
-        let usual = |ts: &ThreadState| (ts.usual.suspended.get(), ts.usual.unstarted.get());
+        let usual = |ts: &ThreadState| (ts.usual.suspended(), ts.usual.unstarted());
         let real = (ts.keys.suspended, ts.keys.unstarted);
         assert!(!ts.switches_in_full());
         assert_eq!(usual(ts), real);
