@@ -3,11 +3,12 @@
 //!
 //! A switch in four steps:
 //! 1. [`transfer`] checks the owner thread and the target's state, one word compared with
-//!    the thread's own ([`crate::owner`]). The common cases, a suspended greenlet of this
-//!    thread or an unstarted one (given a stack by [`prepare`] first), go straight to
-//!    [`switch_to`], expanded in the caller's frame; everything else (forwarding from a
-//!    dead greenlet to its nearest live ancestor, a switch to oneself, errors) is out of
-//!    line in [`transfer_unusual`].
+//!    the thread's [`UsualKeys`] ([`crate::owner`]). The common cases, a suspended
+//!    greenlet of this thread or an unstarted one (given a stack by [`prepare`] first),
+//!    while switches need not take their full path, go straight to [`switch_to`], expanded
+//!    in the caller's frame; everything else (no thread state, forwarding from a dead
+//!    greenlet to its nearest live ancestor, a switch to oneself, full switches, errors)
+//!    is out of line in [`transfer_slow`] and [`transfer_unusual`].
 //! 2. [`switch_to`] makes the target current and sends what it delivers: in the usual
 //!    case (a plain value, and the thread's flag for full switches clear: no trace hook,
 //!    no own floating-point state, a switching greenlet that still has a handle; see
