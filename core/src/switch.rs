@@ -500,7 +500,8 @@ fn switch_to(
     // The usual switch, with nothing for the resumed side to do but take the value: no
     // trace hook to run, and an origin with a handle left (else the resumed side kills or
     // frees it). Nothing runs between here and the resumed side that could change either.
-    // One flag covers both, and the floating-point exchange (see `switches_in_full`).
+    // One flag covers both, and the floating-point exchange (`switches_in_full`, which the
+    // usual path tested with the target's word: see `UsualKeys`).
     debug_assert_eq!(full, ts.switches_in_full());
     let carried = delivery.send(ts, !full, origin, &mut parked, &mut handoff);
     // Once what we deliver is sent (a call with it still to drop if the call unwound kept

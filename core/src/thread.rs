@@ -72,9 +72,6 @@ pub(crate) struct ThreadState {
     pub(crate) fp: ThreadFp,
     /// What the switch in flight delivers (see [`crate::switch`]).
     pub(crate) message: Message,
-    /// Whether switches must take their full path (see
-    /// [`ThreadState::switches_in_full`]).
-    full_switches: Cell<bool>,
     /// The state of the greenlet that finished last, if its stack has not been taken back
     /// yet; null if none. Not counted: `free` forgets it before dropping it (see
     /// [`ThreadState::forget_finished`]).
@@ -199,7 +196,6 @@ impl ThreadState {
             blocks: BlockCache::new(),
             fp: ThreadFp::new(),
             message: Message::new(),
-            full_switches: Cell::new(false),
             usual: UsualKeys {
                 suspended: AtomicU64::new(OwnerAndState::key(serial, State::Suspended)),
                 unstarted: AtomicU64::new(OwnerAndState::key(serial, State::Unstarted)),
@@ -311,9 +307,11 @@ impl ThreadState {
     /// the running greenlet loses its last handle ([`ThreadState::orphan_current`]), and
     /// recomputed only where all three are known: when a hook or an own control state
     /// comes or goes, and after every switch that took the full path.
+    ///
+    /// Kept in the [`UsualKeys`] alone: they hold the real keys exactly when it is false.
     #[inline(always)]
     pub(crate) fn switches_in_full(&self) -> bool {
-        self.full_switches.get()
+        self.usual.suspended() != self.keys.suspended
     }
 
     /// Recomputes [`ThreadState::switches_in_full`].
@@ -331,9 +329,8 @@ impl ThreadState {
         self.set_full_switches(true);
     }
 
-    /// Sets [`ThreadState::switches_in_full`], and the [`UsualKeys`] with it.
+    /// Sets [`ThreadState::switches_in_full`]: the [`UsualKeys`].
     fn set_full_switches(&self, full: bool) {
-        self.full_switches.set(full);
         if full {
             let never = OwnerAndState::key(self.serial, State::Running);
             self.usual.set(never, never);
