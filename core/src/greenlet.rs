@@ -111,8 +111,9 @@ const _: () = assert!(
 
 impl Inner {
     /// Drops the state at `this` in place: as `ptr::drop_in_place`, but with the usual
-    /// case (a finished or never-started greenlet that kept nothing but its parent)
-    /// expanded in the caller, one test per field; anything else takes the drop glue.
+    /// case (a finished greenlet that kept nothing but its parent: no stack, locals, name
+    /// or closure) expanded in the caller, one test per field; anything else takes the
+    /// drop glue, `Drop for Inner` included.
     ///
     /// # Safety
     ///
