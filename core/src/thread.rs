@@ -542,6 +542,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(target_family = "wasm"))] // no threads to spawn in wasm32-wasip1
     #[cfg_attr(miri, ignore = "installs a signal handler")]
     fn a_thread_switches_with_keys_that_match_nothing_until_it_has_a_state() {
         std::thread::spawn(|| {
