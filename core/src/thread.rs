@@ -101,7 +101,8 @@ pub(crate) struct UsualKeys {
     unstarted: AtomicU64,
 }
 
-/// The state bits of a word no greenlet ever holds (`Running` is never stored).
+/// A word no greenlet ever holds: serial 0 (serials start at 1) and state bits `Running`
+/// (never stored).
 const NEVER_HELD: u64 = 1;
 const _: () = assert!(OwnerAndState::key(0, State::Running) == NEVER_HELD);
 const _: () = assert!(offset_of!(ThreadState, usual) == 0);
@@ -332,8 +333,7 @@ impl ThreadState {
     /// Sets [`ThreadState::switches_in_full`]: the [`UsualKeys`].
     fn set_full_switches(&self, full: bool) {
         if full {
-            let never = OwnerAndState::key(self.serial, State::Running);
-            self.usual.set(never, never);
+            self.usual.set(NEVER_HELD, NEVER_HELD);
         } else {
             self.usual.set(self.keys.suspended, self.keys.unstarted);
         }
@@ -404,8 +404,8 @@ impl Drop for ThreadState {
     fn drop(&mut self) {
         STATE_PTR.with(|ptr| ptr.set(ptr::dangling()));
         USUAL_PTR.with(|ptr| ptr.set(&raw const NO_USUAL_SWITCH));
-        // The last finished greenlet's stack, if still out, goes to the pool, which is
-        // about to be dropped with the rest of the state.
+        // The last finished greenlet's stack, if still out, is taken back (it becomes the
+        // spare), to be dropped with the rest of the state.
         let finished = self.finished.replace(ptr::null());
         if !finished.is_null() {
             // SAFETY: a recorded state is alive, and its greenlet finished.
