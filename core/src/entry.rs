@@ -10,22 +10,23 @@ use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomData;
 use std::mem::{self, MaybeUninit};
 
+use greenlet_backends::EntryFn;
+
 use crate::error::Error;
+use crate::switch;
 use crate::value::Value;
 
 /// Storage for a closure: four machine words, word-aligned.
 type ClosureBuf = MaybeUninit<[usize; 4]>;
 
-/// Where an error the closure returns goes (a greenlet parks it in its thread state), so
-/// that a call returns an `Option<Value>`, two registers: a `Result<Value, Error>` is
-/// returned through memory.
-pub(crate) type OnError<'a> = &'a mut dyn FnMut(Error);
-
 /// What an [`EntryClosure`] needs to know about the closure it holds.
 struct ClosureVTable {
-    /// Moves the closure out of the buffer and calls it with the first value (see
-    /// [`EntryClosure::call`]).
-    call: unsafe fn(*mut ClosureBuf, Value, OnError<'_>) -> Option<Value>,
+    /// The function a greenlet holding this closure starts in: the entry generic over the
+    /// closure's type ([`switch::greenlet_entry`]), which takes the closure out with
+    /// [`EntryClosure::take`] and calls it where it stands, as a direct call the compiler
+    /// can expand (through a table, the call cost a frame of its own and the error's way
+    /// out through a `dyn` callback).
+    entry: EntryFn,
     /// Drops the closure in the buffer without calling it.
     drop: unsafe fn(*mut ClosureBuf),
 }
@@ -45,34 +46,13 @@ where
     R: 'static,
 {
     const VTABLE: ClosureVTable = ClosureVTable {
-        call: Self::call,
+        entry: switch::greenlet_entry::<F, R>,
         drop: Self::drop,
     };
 
     /// # Safety
     ///
-    /// `buf` holds an `F` (or a `Box<F>` if it does not fit), which is moved out.
-    unsafe fn call(buf: *mut ClosureBuf, first: Value, on_error: OnError<'_>) -> Option<Value> {
-        // SAFETY: the caller's contract, as `EntryClosure::new` stored it.
-        let run: F = unsafe {
-            if fits_inline::<F>() {
-                buf.cast::<F>().read()
-            } else {
-                *buf.cast::<Box<F>>().read()
-            }
-        };
-        match run(first) {
-            Ok(value) => Some(Value::new(value)),
-            Err(error) => {
-                on_error(error);
-                None
-            }
-        }
-    }
-
-    /// # Safety
-    ///
-    /// As for `call`; the closure is dropped instead.
+    /// `buf` holds an `F` (or a `Box<F>` if it does not fit), which is dropped.
     unsafe fn drop(buf: *mut ClosureBuf) {
         // SAFETY: the caller's contract, as `EntryClosure::new` stored it.
         unsafe {
@@ -85,6 +65,11 @@ where
     }
 }
 
+/// The closure type of a greenlet whose closure is gone when it starts: never stored, it
+/// only names the entry function for [`EntryClosure::entry`], whose
+/// [`EntryClosure::take`] then finds no closure.
+type NoClosure = fn(Value) -> Result<(), Error>;
+
 /// A greenlet's closure until it is called or discarded; empty for a main greenlet.
 pub(crate) struct EntryClosure {
     buf: UnsafeCell<ClosureBuf>,
@@ -93,7 +78,7 @@ pub(crate) struct EntryClosure {
 }
 
 impl EntryClosure {
-    /// Holds `run` until [`call`](Self::call) or [`discard`](Self::discard).
+    /// Holds `run` until [`take`](Self::take) or [`discard`](Self::discard).
     #[inline]
     pub(crate) fn new<F, R>(run: F) -> Self
     where
@@ -122,17 +107,41 @@ impl EntryClosure {
         }
     }
 
-    /// Takes the closure out and calls it with the first value: returns the value it
-    /// returns, or hands the error it returns to `on_error` and returns `None`. With no
-    /// closure left (or none ever), the value is `()`.
-    pub(crate) fn call(&self, first: Value, on_error: OnError<'_>) -> Option<Value> {
-        // Marked empty before the call, so nothing can reach the closure twice.
-        let Some(vtable) = self.vtable.take() else {
-            return Some(Value::unit());
-        };
-        // SAFETY: a vtable was present, so the buffer holds the closure it describes; the
-        // buffer is not touched again until a new closure is stored (never).
-        unsafe { (vtable.call)(self.buf.get(), first, on_error) }
+    /// The function a greenlet holding this closure starts in (see [`ClosureVTable`]).
+    /// With no closure (gone, or never there), one whose greenlet returns `()`.
+    #[inline(always)]
+    pub(crate) fn entry(&self) -> EntryFn {
+        match self.vtable.get() {
+            Some(vtable) => vtable.entry,
+            None => const { TableOf::<NoClosure, ()>::VTABLE.entry },
+        }
+    }
+
+    /// Takes the closure out, to be called: `None` if it is gone already (or was never
+    /// there). Marked empty as it is taken, so that nothing can reach it twice.
+    ///
+    /// # Safety
+    ///
+    /// The closure held, if any, is an `F` (this is how the entry function that
+    /// [`EntryClosure::entry`] gives for it takes it).
+    #[inline(always)]
+    pub(crate) unsafe fn take<F, R>(&self) -> Option<F>
+    where
+        F: FnOnce(Value) -> Result<R, Error> + 'static,
+        R: 'static,
+    {
+        self.vtable.take()?;
+        let buf = self.buf.get();
+        // SAFETY: a vtable was present, so the buffer holds the closure, an `F` (the
+        // caller's contract), stored as `new` stored it; with the vtable gone, the buffer is
+        // not read again.
+        Some(unsafe {
+            if fits_inline::<F>() {
+                buf.cast::<F>().read()
+            } else {
+                *buf.cast::<Box<F>>().read()
+            }
+        })
     }
 
     /// Whether the closure is gone: called, discarded, or never there (a main greenlet's).
@@ -145,7 +154,8 @@ impl EntryClosure {
     /// Drops the closure without calling it, if it is still there.
     pub(crate) fn discard(&self) {
         if let Some(vtable) = self.vtable.take() {
-            // SAFETY: as in `call`.
+            // SAFETY: a vtable was present, so the buffer holds the closure it describes;
+            // with the vtable gone, the buffer is not read again.
             unsafe { (vtable.drop)(self.buf.get()) }
         }
     }
@@ -162,26 +172,45 @@ mod tests {
     use super::*;
     use std::rc::Rc;
 
+    /// Stores `run`; returns it held, and the way its entry function takes it back out.
+    fn held<F, R>(run: F) -> (EntryClosure, fn(&EntryClosure) -> Option<F>)
+    where
+        F: FnOnce(Value) -> Result<R, Error> + 'static,
+        R: 'static,
+    {
+        // SAFETY: the closure held is an `F`, stored just here.
+        (EntryClosure::new(run), |held| unsafe {
+            held.take::<F, R>()
+        })
+    }
+
     #[test]
-    fn small_and_large_closures_are_called_once() {
+    fn small_and_large_closures_are_taken_once() {
         let small_capture = 5_u64;
-        let small =
-            EntryClosure::new(move |v: Value| Ok(v.downcast::<u64>().unwrap() + small_capture));
+        let (small, take_small) =
+            held(move |v: Value| Ok(v.downcast::<u64>().unwrap() + small_capture));
         let big_capture = [1_u64; 16];
-        let large = EntryClosure::new(move |_: Value| Ok(big_capture.iter().sum::<u64>()));
-        let mut errors = Vec::new();
-        let mut keep = |error: Error| errors.push(error.to_string());
-        let six = small.call(Value::new(1_u64), &mut keep).unwrap();
-        assert_eq!(six.downcast::<u64>().unwrap(), 6);
-        // Called once only: the second call finds no closure and returns `()`.
-        assert!(small.call(Value::unit(), &mut keep).unwrap().is::<()>());
-        let sixteen = large.call(Value::unit(), &mut keep).unwrap();
-        assert_eq!(sixteen.downcast::<u64>().unwrap(), 16);
-        let none = EntryClosure::none().call(Value::unit(), &mut keep).unwrap();
-        assert!(none.is::<()>());
-        let failing = EntryClosure::new(|_: Value| -> Result<(), Error> { Err(Error::msg("no")) });
-        assert!(failing.call(Value::unit(), &mut keep).is_none());
-        assert_eq!(errors, ["no"]);
+        let (large, take_large) = held(move |_: Value| Ok(big_capture.iter().sum::<u64>()));
+        assert!(!small.is_empty() && !large.is_empty());
+        let six = take_small(&small).unwrap()(Value::new(1_u64)).unwrap();
+        assert_eq!(six, 6);
+        // Taken once only: it is gone after.
+        assert!(small.is_empty());
+        assert!(take_small(&small).is_none());
+        assert_eq!(take_large(&large).unwrap()(Value::unit()).unwrap(), 16);
+        assert!(large.is_empty());
+        assert!(EntryClosure::none().is_empty());
+    }
+
+    #[test]
+    fn each_closure_type_has_its_own_entry_and_an_empty_one_a_common_one() {
+        let (a, _) = held(|_: Value| Ok(1_u8));
+        let (b, _) = held(|_: Value| Ok(2_u16));
+        let none = EntryClosure::none();
+        assert!(!std::ptr::fn_addr_eq(a.entry(), b.entry()));
+        // Taking the closure out leaves the entry of a greenlet without one.
+        a.discard();
+        assert!(std::ptr::fn_addr_eq(a.entry(), none.entry()));
     }
 
     #[test]

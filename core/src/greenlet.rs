@@ -232,6 +232,7 @@ impl Greenlet {
     /// let g = Greenlet::new(|x| Ok(x.downcast::<i32>().unwrap() * 2));
     /// assert_eq!(g.switch(21).unwrap().downcast::<i32>().unwrap(), 42);
     /// ```
+    #[inline(always)]
     pub fn new<F, R>(run: F) -> Greenlet
     where
         F: FnOnce(Value) -> Result<R, Error> + 'static,

@@ -37,7 +37,7 @@ use std::mem::{ManuallyDrop, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
-use greenlet_backends::stack::StackError;
+use greenlet_backends::stack::{GuardedStack, StackError};
 use greenlet_backends::{Context, DefaultContext};
 
 use crate::error::Error;
@@ -381,7 +381,7 @@ fn transfer_usual(
     // a suspended one, expanded once, here in the caller's own frame: not in a function of
     // its own, whose `ret` after the switch would be mispredicted (the return stack buffer
     // then holds the calls the child made and never returned from).
-    if unstarted && let Err(error) = prepare(ts, handle) {
+    if unstarted && let Err(error) = prepare_usual(ts, handle) {
         return refuse(ts, error.into(), ManuallyDrop::into_inner(delivery));
     }
     // A switch to oneself: the running greenlet's stored state is `Suspended` too.
@@ -456,11 +456,33 @@ fn transfer_unusual(
 /// Fails with the stack pool's error alone, which is small enough to come back in
 /// registers; `?` makes it an [`Error::NoStack`].
 fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
+    let stack = ts.take_stack(greenlet.inner.stack_size)?;
+    start_on(ts, greenlet, stack);
+    Ok(())
+}
+
+/// [`prepare`] on the usual switch path: with the thread's spare stack (the one the last
+/// finished greenlet left, see [`ThreadState::take_spare`]) expanded in the caller, the
+/// rest out of line. (Out of line, its call and frame were a twentieth of the usual
+/// create, run and drop.)
+#[inline(always)]
+fn prepare_usual(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
+    match ts.take_spare(greenlet.inner.stack_size) {
+        Some(stack) => {
+            start_on(ts, greenlet, stack);
+            Ok(())
+        }
+        None => prepare(ts, greenlet),
+    }
+}
+
+/// Gives the unstarted `greenlet` the context on `stack` that starts it.
+#[inline(always)]
+fn start_on(ts: &ThreadState, greenlet: &Greenlet, stack: GuardedStack) {
     debug_assert_eq!(greenlet.inner.owner_and_state.state(), State::Unstarted);
     let slot = greenlet.inner.context.get();
-    let stack = ts.take_stack(greenlet.inner.stack_size)?;
     let ts_ptr = ptr::from_ref(ts).cast_mut().cast::<()>();
-    let context = DefaultContext::new(stack, greenlet_entry, ts_ptr);
+    let context = DefaultContext::new(stack, greenlet.inner.run.entry(), ts_ptr);
     // SAFETY: no reference into the slot is alive: contexts are only reached through raw
     // pointers (`context_ptr`), and not while we run here. An unstarted greenlet's slot is
     // empty (a context is only ever written here, and it is started from then on), so
@@ -468,7 +490,6 @@ fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
     unsafe { slot.write(Some(context)) };
     // Started (see `Inner::state`): running once the caller has switched to it.
     greenlet.inner.owner_and_state.set(ts.keys.suspended);
-    Ok(())
 }
 
 /// Switches from the running greenlet to `target`, a suspended or freshly prepared
@@ -520,13 +541,14 @@ fn switch_to(
     let received = unsafe { DefaultContext::switch(from, to, carried) };
     // SAFETY: whoever resumed us carried a value's table (its word in the message) or a
     // handoff's tagged address, and nothing has taken either yet.
-    unsafe { receive_outcome(ts, received) }
+    unsafe { receive(ts, received) }
 }
 
 /// What a greenlet does first whenever it is resumed or started: takes what the switch
 /// that resumed it sent (`received`, the word the backend carried, and the thread state's
-/// [`Message`], or the handoff `received` points at), and returns what it delivers: `Ok`
-/// for a plain value, `Err` for any other delivery (an error, or a panic to resume).
+/// [`Message`], or the handoff `received` points at), and returns what it delivers as an
+/// [`Outcome`]: the value, or `None` with an error parked; a panic delivered resumes
+/// unwinding.
 ///
 /// The usual switch (a plain value from a greenlet that lives on and still has a handle,
 /// no trace hook) is one test of `received` and one load; the rest is out of line.
@@ -536,24 +558,7 @@ fn switch_to(
 /// `received` is the value the switch into this greenlet carried, and what it sent has
 /// not been taken yet: the message's word, or the handoff `received` points at.
 #[inline(always)]
-unsafe fn receive(ts: &ThreadState, received: usize) -> Result<Value, Delivery> {
-    // SAFETY: the caller's contract.
-    unsafe {
-        match ts.message.take(received) {
-            Some(value) => Ok(value),
-            None => receive_unusual(ts, handoff_at(received)),
-        }
-    }
-}
-
-/// [`receive`] for a pending switch, which parks an error (see [`Outcome`]) and resumes a
-/// panic.
-///
-/// # Safety
-///
-/// As for [`receive`].
-#[inline(always)]
-unsafe fn receive_outcome(ts: &ThreadState, received: usize) -> Outcome {
+unsafe fn receive(ts: &ThreadState, received: usize) -> Outcome {
     // SAFETY: the caller's contract.
     unsafe {
         match ts.message.take(received) {
@@ -563,7 +568,7 @@ unsafe fn receive_outcome(ts: &ThreadState, received: usize) -> Outcome {
     }
 }
 
-/// The out-of-line part of [`receive_outcome`].
+/// The out-of-line part of [`receive`].
 ///
 /// # Safety
 ///
@@ -668,8 +673,12 @@ fn trace_after_switch(
     }
 }
 
-/// The first function on every greenlet's stack; `received` is what the first switch
-/// carried (see [`receive`]) and `data` the thread state of the thread that prepared the greenlet (see [`prepare`]).
+/// The first function on the stack of a greenlet whose closure is an `F`; `received` is
+/// what the first switch carried (see [`receive`]) and `data` the thread state of the
+/// thread that prepared the greenlet (see [`start_on`]).
+///
+/// One per closure type (its [`EntryClosure`](crate::entry::EntryClosure) table names it),
+/// so that the closure is called directly and can be expanded here.
 ///
 /// Everything the greenlet runs returns here before it leaves its stack, and the usual
 /// leaving switch (to a suspended parent, see [`finish_inline`]) is expanded in this frame.
@@ -678,12 +687,17 @@ fn trace_after_switch(
 /// stack buffer is as the switch that started it left it, and the code that resumes
 /// predicts its own returns. (Leaving from deep inside the closure's call chain made the
 /// parent's next return mispredicted: ~15 ns per greenlet created in a function.)
-unsafe extern "C" fn greenlet_entry(received: usize, data: *mut ()) -> ! {
+pub(crate) unsafe extern "C" fn greenlet_entry<F, R>(received: usize, data: *mut ()) -> !
+where
+    F: FnOnce(Value) -> Result<R, Error> + 'static,
+    R: 'static,
+{
     // SAFETY: `prepare` passed this thread's state, which outlives every greenlet that runs
     // in the thread; a greenlet only ever runs in the thread that prepared it.
     let ts = unsafe { &*data.cast_const().cast::<ThreadState>() };
-    // SAFETY: `received` is what the switch that started us carried, not taken yet.
-    match unsafe { run_current(ts, received) } {
+    // SAFETY: `received` is what the switch that started us carried, not taken yet, and
+    // `prepare` chose this entry for the closure type our state holds.
+    match unsafe { run_current::<F, R>(ts, received) } {
         Ok(Some(value)) => finish_inline(ts, value),
         Ok(None) => {
             let error = ts.take_parked_error();
@@ -693,35 +707,51 @@ unsafe extern "C" fn greenlet_entry(received: usize, data: *mut ()) -> ! {
     }
 }
 
-/// Runs the current greenlet's closure with the first delivery (what `received` carries, see
-/// [`receive`]): returns its value, `None` with its error parked in the thread state, or
-/// the payload of a panic. A first delivery that is an error (a throw into an unstarted
-/// greenlet) is what it dies of, without running.
+/// Runs the current greenlet's closure, an `F`, with the first delivery (what `received`
+/// carries, see [`receive`]): returns its value, `None` with its error parked in the thread
+/// state, or the payload of a panic. A first delivery that is an error (a throw into an
+/// unstarted greenlet) is what it dies of, without running. With no closure (gone before
+/// the start), it returns `()`.
 ///
 /// # Safety
 ///
-/// As for [`receive`].
+/// As for [`receive`]; and the closure the current greenlet holds, if any, is an `F`.
 #[inline(always)]
-unsafe fn run_current(ts: &ThreadState, received: usize) -> std::thread::Result<Outcome> {
+unsafe fn run_current<F, R>(ts: &ThreadState, received: usize) -> std::thread::Result<Outcome>
+where
+    F: FnOnce(Value) -> Result<R, Error> + 'static,
+    R: 'static,
+{
     panic::catch_unwind(AssertUnwindSafe(|| -> Outcome {
-        // SAFETY: the caller's contract.
-        let first = unsafe { receive(ts, received) };
         // No strong handle to ourselves may stay on our own stack, or dropping the last
         // user handle while we are suspended would not kill us.
         let me: *const Inner = ts.current_inner();
         // SAFETY: our state outlives this call: while we run, it is not freed (see
         // `Shared`); while we are suspended, someone holds a handle, or a killer holds one
-        // while it resumes us, or the kill failed and the state was leaked on purpose.
-        let run = unsafe { &(*me).run };
-        match first {
-            Ok(value) => run.call(value, &mut |error| {
-                ts.park_error::<()>(error);
-            }),
-            // Started by a throw: die of it without running.
-            Err(other) => {
-                run.discard();
-                other.into_outcome(ts)
-            }
+        // while it resumes us, or the kill failed and the state was leaked on purpose. The
+        // closure is an `F` (the caller's contract).
+        let run = unsafe { (*me).run.take::<F, R>() };
+        // What `receive` does, with the closure dropped before a thrown error is parked
+        // (its drop may panic, and the panic is what the greenlet then dies of).
+        // SAFETY: the caller's contract.
+        let first = match unsafe { ts.message.take(received) } {
+            Some(value) => value,
+            // SAFETY: as above.
+            None => match unsafe { receive_unusual(ts, handoff_at(received)) } {
+                Ok(value) => value,
+                // Started by a throw: die of it without running.
+                Err(other) => {
+                    drop(run);
+                    return other.into_outcome(ts);
+                }
+            },
+        };
+        match run {
+            Some(run) => match run(first) {
+                Ok(value) => Some(Value::new(value)),
+                Err(error) => ts.park_error(error),
+            },
+            None => Some(Value::unit()),
         }
     }))
 }

@@ -280,14 +280,22 @@ impl ThreadState {
 
     /// A stack for a greenlet that asks for `size` bytes: the spare if it was taken for the
     /// same size, else one from the pool.
-    #[inline(always)]
     pub(crate) fn take_stack(&self, size: usize) -> Result<GuardedStack, StackError> {
-        if self.spare_size.get() == size
-            && let Some(stack) = self.spare.take()
-        {
-            return Ok(stack);
+        match self.take_spare(size) {
+            Some(stack) => Ok(stack),
+            None => self.with_pool(|pool| pool.take(size)),
         }
-        self.with_pool(|pool| pool.take(size))
+    }
+
+    /// The spare stack, if there is one and it was taken for a greenlet that asked for
+    /// `size` bytes too.
+    #[inline(always)]
+    pub(crate) fn take_spare(&self, size: usize) -> Option<GuardedStack> {
+        if self.spare_size.get() == size {
+            self.spare.take()
+        } else {
+            None
+        }
     }
 
     /// Gives `stack` to the pool: out of line, off the usual path.
