@@ -8,7 +8,6 @@
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::BTreeSet;
-use std::mem;
 use std::mem::{ManuallyDrop, offset_of};
 use std::ptr;
 use std::sync::Mutex;
@@ -410,7 +409,7 @@ impl ThreadState {
 
 impl Drop for ThreadState {
     fn drop(&mut self) {
-        STATE_PTR.with(|ptr| ptr.set(ptr::dangling()));
+        TORN_DOWN.with(|torn_down| torn_down.set(true));
         USUAL_PTR.with(|ptr| ptr.set(&raw const NO_USUAL_SWITCH));
         // The last finished greenlet's stack, if still out, is taken back (it becomes the
         // spare), to be dropped with the rest of the state.
@@ -431,13 +430,14 @@ impl Drop for ThreadState {
 
 thread_local! {
     static STATE: ThreadState = ThreadState::new();
-    /// Where `STATE` is once it exists (null before, dangling after its teardown began):
-    /// a constant-initialised thread-local without a destructor is one load away, while
-    /// reaching `STATE` itself checks whether it needs initialising.
-    static STATE_PTR: Cell<*const ThreadState> = const { Cell::new(ptr::null()) };
-    /// Where the usual switch finds this thread's [`UsualKeys`]: the thread state's while
-    /// it exists, [`NO_USUAL_SWITCH`] before and after. Constant-initialised and without a
-    /// destructor: readable all the thread's life.
+    /// Set when `STATE`'s teardown begins: from then on there is no thread state.
+    static TORN_DOWN: Cell<bool> = const { Cell::new(false) };
+    /// Where the usual switch finds this thread's [`UsualKeys`], and everything else the
+    /// thread state (the keys are its first field): the thread state's while it exists,
+    /// [`NO_USUAL_SWITCH`] before and after. Constant-initialised and without a
+    /// destructor: one load away all the thread's life, while reaching `STATE` itself
+    /// checks whether it needs initialising. (One pointer for both: the switch and the
+    /// code around it load one thread-local, not two.)
     static USUAL_PTR: Cell<*const UsualKeys> = const { Cell::new(&raw const NO_USUAL_SWITCH) };
 }
 
@@ -452,30 +452,28 @@ pub(crate) fn usual_keys() -> *const UsualKeys {
 /// has been torn down (from a later thread-local destructor).
 #[inline(always)]
 pub(crate) fn state() -> Result<&'static ThreadState, Error> {
-    let state = STATE_PTR.with(Cell::get);
-    // Null and dangling are both below any real `ThreadState`'s address.
-    if state.addr() <= mem::align_of::<ThreadState>() {
+    let keys = usual_keys();
+    if ptr::eq(keys, &raw const NO_USUAL_SWITCH) {
         return first_or_late_state();
     }
-    // SAFETY: a non-null, non-dangling pointer was stored by `first_or_late_state` and
-    // points at `STATE`, which lives until this thread's thread-local destructors run;
-    // its destructor replaces the pointer first. The reference never leaves the thread
-    // (`ThreadState` is `!Send`). Greenlet frames that hold it across a switch are only
-    // resumed while the state is alive.
-    Ok(unsafe { &*state })
+    // SAFETY: any other pointer was stored by `first_or_late_state`: it points at the keys
+    // of `STATE`, its first field, and `STATE` lives until this thread's thread-local
+    // destructors run; its destructor puts the placeholder back first. The reference
+    // never leaves the thread (`ThreadState` is `!Send`). Greenlet frames that hold it
+    // across a switch are only resumed while the state is alive.
+    Ok(unsafe { &*keys.cast::<ThreadState>() })
 }
 
 /// [`state`] on its first use in this thread, or after teardown.
 #[cold]
 #[inline(never)]
 fn first_or_late_state() -> Result<&'static ThreadState, Error> {
-    if STATE_PTR.with(Cell::get) == ptr::dangling() {
+    if TORN_DOWN.with(Cell::get) {
         return Err(Error::ThreadExited);
     }
     let state = STATE
         .try_with(|state| state as *const ThreadState)
         .map_err(|_| Error::ThreadExited)?;
-    STATE_PTR.with(|ptr| ptr.set(state));
     // From the pointer to the whole state, so that `UsualKeys::thread_state` may go back.
     let keys = state
         .wrapping_byte_add(offset_of!(ThreadState, usual))
