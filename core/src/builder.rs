@@ -1,6 +1,6 @@
 //! [`Builder`]: a greenlet with a chosen parent, stack size or name.
 
-use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cell::{Cell, RefCell};
 use std::mem::ManuallyDrop;
 
 use greenlet_backends::stack::DEFAULT_STACK_SIZE;
@@ -8,7 +8,7 @@ use greenlet_backends::stack::DEFAULT_STACK_SIZE;
 use crate::entry::EntryClosure;
 use crate::error::Error;
 use crate::fp::{self, OwnFp};
-use crate::greenlet::{Greenlet, Inner, State};
+use crate::greenlet::{Fields, Greenlet, State};
 use crate::owner::OwnerAndState;
 use crate::shared::Shared;
 use crate::thread::{self, ThreadState};
@@ -169,11 +169,10 @@ where
     F: FnOnce(Value) -> Result<R, Error> + 'static,
     R: 'static,
 {
-    let inner = Shared::new(Some(&ts.blocks), || Inner {
+    let inner = Shared::new(Some(&ts.blocks), || Fields {
         owner_and_state: OwnerAndState::new(ts.serial, State::Unstarted),
         is_main: false,
         parent: Cell::new(Some(parent)),
-        context: UnsafeCell::new(None),
         stack_size,
         name,
         own_fp,

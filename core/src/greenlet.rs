@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell, UnsafeCell};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::mem::ManuallyDrop;
+use std::ops::Deref;
 use std::ptr;
 
 use greenlet_backends::stack::DEFAULT_STACK_SIZE;
@@ -50,14 +51,25 @@ pub(crate) type Locals = Vec<(TypeId, Box<dyn Any>)>;
 ///
 /// `repr(C)` with the context first: a handle, the state and the context then share one
 /// address (see [`crate::shared`]), and a switch passes the backend the pointers it holds
-/// as they are, with no offsets to add (four instructions per switch). The other fields go
-/// by alignment, largest first.
+/// as they are, with no offsets to add (four instructions per switch). The rest, made anew
+/// for each greenlet, is [`Fields`], which `Inner` dereferences to: the context may stay
+/// from the allocation's last greenlet, and making a greenlet writes the rest alone.
 #[repr(C)]
 pub(crate) struct Inner {
-    /// The backend context: the thread's for a main greenlet, `None` before the first start;
-    /// after death, `None` once the thread has taken the stack back (see
-    /// [`ThreadState::record_finished`](crate::thread::ThreadState::record_finished)).
+    /// The backend context: the thread's for a main greenlet; before the first start,
+    /// `None` or the exited context of a greenlet that had this state's allocation before
+    /// (see [`crate::shared`]), whose stack the start may reuse; after death, the exited
+    /// context until the thread takes the stack back (see
+    /// [`ThreadState::record_finished`](crate::thread::ThreadState::record_finished)), or
+    /// until the allocation goes to the next greenlet.
     pub(crate) context: UnsafeCell<Option<DefaultContext>>,
+    pub(crate) fields: Fields,
+}
+
+/// A greenlet's state but its context (see [`Inner`]). The fields go by alignment,
+/// largest first.
+#[repr(C)]
+pub(crate) struct Fields {
     /// `None` only for a main greenlet. A `Cell`: read through [`Inner::parent`], which
     /// clones the handle without any borrow flag to check.
     pub(crate) parent: Cell<Option<Greenlet>>,
@@ -81,6 +93,15 @@ pub(crate) struct Inner {
     pub(crate) is_main: bool,
 }
 
+impl Deref for Inner {
+    type Target = Fields;
+
+    #[inline(always)]
+    fn deref(&self) -> &Fields {
+        &self.fields
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // A context still here belongs to a main greenlet, to a suspended greenlet that
@@ -93,15 +114,17 @@ impl Drop for Inner {
         }
         // The order the fields' drop would have: the parent first, then the locals (the
         // closure, a field, goes after them).
-        drop(self.parent.take());
-        if self.locals.get_mut().is_some() {
+        let fields = &mut self.fields;
+        drop(fields.parent.take());
+        if fields.locals.get_mut().is_some() {
             // SAFETY: dropped once, here, and never used again: the state is going away.
-            unsafe { ManuallyDrop::drop(&mut self.locals) };
+            unsafe { ManuallyDrop::drop(&mut fields.locals) };
         }
     }
 }
 
-/// The fields of [`Inner`] without drop glue, which [`Inner::drop_in_place`] skips.
+/// The fields of [`Fields`] without drop glue, which [`Inner::drop_in_place_but_context`]
+/// skips.
 const _: () = assert!(
     !std::mem::needs_drop::<OwnerAndState>()
         && !std::mem::needs_drop::<OwnFp>()
@@ -110,44 +133,51 @@ const _: () = assert!(
 );
 
 impl Inner {
-    /// Drops the state at `this` in place: as `ptr::drop_in_place`, but with the usual
-    /// case (a finished greenlet that kept nothing but its parent: no stack, locals, name
-    /// or closure) expanded in the caller, one test per field; anything else takes the
+    /// Drops the state at `this` in place, all but its context, which stays in the slot
+    /// (for the allocation's next state, see [`crate::shared`]). The usual case (a finished
+    /// greenlet that kept nothing but its parent and its context: no locals, name or
+    /// closure) is expanded in the caller, one test per field; anything else takes the
     /// drop glue, `Drop for Inner` included.
     ///
     /// # Safety
     ///
     /// As for `ptr::drop_in_place`: `this` is a live state that nothing uses any more, and
-    /// it is not used again.
+    /// it is not used again but for its context slot. Its context is `None` or has exited.
     #[inline(always)]
-    pub(crate) unsafe fn drop_in_place(this: *mut Inner) {
+    pub(crate) unsafe fn drop_in_place_but_context(this: *mut Inner) {
         // Every field named, so that a new one cannot be missed here.
         // SAFETY: the caller's contract: the state is alive and nobody else reaches it.
         let Inner {
-            owner_and_state: _,
-            is_main: _,
-            parent,
             context,
-            stack_size: _,
-            name,
-            own_fp: _,
-            locals,
-            run,
+            fields:
+                Fields {
+                    owner_and_state: _,
+                    is_main: _,
+                    parent,
+                    stack_size: _,
+                    name,
+                    own_fp: _,
+                    locals,
+                    run,
+                },
         } = unsafe { &*this };
         // SAFETY: nothing else reaches the state (the caller's contract), so reading the
-        // cells' contents in place aliases nothing.
-        let bare = unsafe { (*context.get()).is_none() && (*locals.as_ptr()).is_none() }
-            && name.is_none()
-            && run.is_empty();
+        // cell's contents in place aliases nothing.
+        let bare = unsafe { (*locals.as_ptr()).is_none() } && name.is_none() && run.is_empty();
         if bare {
-            // Nothing left to drop but the parent: the other fields are empty or have no
-            // drop glue (checked above), so the state's memory can be reused as it is.
+            // Nothing left to drop but the parent (and the context, which stays): the
+            // other fields are empty or have no drop glue (checked above).
             if let Some(parent) = parent.take() {
                 parent.drop_usually_not_last();
             }
         } else {
-            // SAFETY: the caller's contract.
-            unsafe { std::ptr::drop_in_place(this) }
+            // SAFETY: the caller's contract; the context is moved out first, so that the
+            // drop glue finds `None`, and back after.
+            unsafe {
+                let kept = (*context.get()).take();
+                std::ptr::drop_in_place(this);
+                (&raw mut (*this).context).write(UnsafeCell::new(kept));
+            }
         }
     }
 

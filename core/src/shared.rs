@@ -3,7 +3,11 @@
 //! Like `Rc<Inner>` (non-atomic count, freed with its last handle), with two differences:
 //!
 //! - freed allocations go to a small per-thread cache, kept in the thread state, and the
-//!   next greenlet created in that thread reuses one instead of calling the allocator;
+//!   next greenlet created in that thread reuses one instead of calling the allocator. A
+//!   cached allocation keeps the context its finished greenlet left (and so its stack):
+//!   the greenlet that reuses the allocation starts on that stack if it asks for the same
+//!   size (see `crate::switch::prepare_usual`), so that the stack goes from one greenlet
+//!   to the next without being moved;
 //! - the state of the thread's *running* greenlet is never freed: the thread state points
 //!   at it without counting it (counting it cost a count up and down on every switch),
 //!   and when the last handle of the running greenlet goes, its state stays until the
@@ -15,14 +19,15 @@
 //! state's first field is its context: see [`Inner`].
 
 use std::alloc::{self, Layout};
-use std::cell::Cell;
+use std::cell::{Cell, UnsafeCell};
 use std::mem::{ManuallyDrop, offset_of};
 use std::ops::Deref;
 use std::ptr::{self, NonNull};
 
+use greenlet_backends::DefaultContext;
 use greenlet_backends::stack::running_on_valgrind;
 
-use crate::greenlet::Inner;
+use crate::greenlet::{Fields, Inner};
 use crate::thread;
 
 /// At most this many freed allocations are kept per thread.
@@ -42,17 +47,44 @@ struct Counted {
 
 const _: () = assert!(offset_of!(Counted, inner) == 0);
 
-/// A freed allocation, linked into its thread's cache.
-struct FreeBlock {
-    next: Option<NonNull<FreeBlock>>,
+/// The link from a cached allocation to the next, kept where its count was (a cached
+/// allocation has no handles): the state's context stays where it is (see the module docs).
+type NextBlock = Option<NonNull<Counted>>;
+
+const _: () = assert!(size_of::<NextBlock>() == size_of::<Cell<usize>>());
+const _: () = assert!(align_of::<NextBlock>() <= align_of::<Cell<usize>>());
+
+/// Where a cached allocation keeps its [`NextBlock`] link.
+fn next_link(block: NonNull<Counted>) -> *mut NextBlock {
+    // SAFETY: in bounds of the allocation: only the field's address is taken.
+    unsafe { (&raw mut (*block.as_ptr()).count).cast::<NextBlock>() }
 }
 
-const _: () = assert!(size_of::<FreeBlock>() <= size_of::<Counted>());
-const _: () = assert!(align_of::<FreeBlock>() <= align_of::<Counted>());
+/// The context slot of an allocation, which holds `None` or a context that has exited
+/// while the allocation is cached.
+fn context_slot(block: NonNull<Counted>) -> *mut Option<DefaultContext> {
+    // SAFETY: in bounds of the allocation: only the field's address is taken.
+    UnsafeCell::raw_get(unsafe { &raw const (*block.as_ptr()).inner.context })
+}
+
+/// Frees a cached allocation: drops the context it kept (giving its stack back to the
+/// process-wide pool), then the memory.
+///
+/// # Safety
+///
+/// `block` is an allocation of this layout owned by the caller, whose context slot holds
+/// `None` or an exited context, and nothing else alive.
+unsafe fn free_block(block: NonNull<Counted>) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        context_slot(block).drop_in_place();
+        alloc::dealloc(block.as_ptr().cast(), Layout::new::<Counted>());
+    }
+}
 
 /// A thread's cache of freed allocations (a field of its thread state).
 pub(crate) struct BlockCache {
-    head: Cell<Option<NonNull<FreeBlock>>>,
+    head: Cell<NextBlock>,
     len: Cell<usize>,
     /// How many blocks it keeps at most: [`CACHE_LIMIT`], or none under Valgrind, which
     /// then sees every freed state freed, and reports a use after free.
@@ -77,31 +109,34 @@ impl BlockCache {
         }
     }
 
+    /// A cached allocation: nothing alive in it but its context slot, which holds `None`
+    /// or an exited context (see the module docs).
+    #[inline(always)]
     fn take(&self) -> Option<NonNull<Counted>> {
         let block = self.head.get()?;
-        // SAFETY: blocks in the cache are allocations of a `Counted` that hold a
-        // `FreeBlock` written by `give`, owned by the cache alone.
-        self.head.set(unsafe { block.as_ref().next });
+        // SAFETY: blocks in the cache are allocations of a `Counted` whose link `give`
+        // wrote, owned by the cache alone.
+        self.head.set(unsafe { next_link(block).read() });
         self.len.set(self.len.get() - 1);
-        Some(block.cast())
+        Some(block)
     }
 
-    /// Keeps `block` (an allocation of a `Counted` with nothing alive in it) for reuse,
-    /// or frees it if the cache is full.
-    fn give(&self, block: NonNull<Counted>) {
+    /// Keeps `block` for reuse, or frees it if the cache is full.
+    ///
+    /// # Safety
+    ///
+    /// `block` is an allocation of a `Counted` owned by the caller, with nothing alive in
+    /// it but its context slot, which holds `None` or an exited context.
+    #[inline(always)]
+    unsafe fn give(&self, block: NonNull<Counted>) {
         if self.len.get() >= self.limit {
-            // SAFETY: the caller's contract: ours to free, allocated with this layout.
-            unsafe { alloc::dealloc(block.as_ptr().cast(), Layout::new::<Counted>()) };
+            // SAFETY: the caller's contract.
+            unsafe { free_block(block) };
             return;
         }
-        let free = block.cast::<FreeBlock>();
-        // SAFETY: the block is ours and big and aligned enough (checked at compile time).
-        unsafe {
-            free.write(FreeBlock {
-                next: self.head.get(),
-            })
-        };
-        self.head.set(Some(free));
+        // SAFETY: the block is ours; its count is not alive.
+        unsafe { next_link(block).write(self.head.get()) };
+        self.head.set(Some(block));
         self.len.set(self.len.get() + 1);
     }
 }
@@ -109,8 +144,9 @@ impl BlockCache {
 impl Drop for BlockCache {
     fn drop(&mut self) {
         while let Some(block) = self.take() {
-            // SAFETY: cached blocks are allocations of this layout that nothing uses.
-            unsafe { alloc::dealloc(block.as_ptr().cast(), Layout::new::<Counted>()) };
+            // SAFETY: cached blocks are allocations of this layout that nothing uses, with
+            // `None` or an exited context in their context slot.
+            unsafe { free_block(block) };
         }
     }
 }
@@ -122,21 +158,30 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Moves the state `make` returns into an allocation (one from `cache` if it has one)
-    /// with a count of one.
+    /// with a count of one. The context is what the allocation holds: `None` in a new one,
+    /// `None` or the exited context a finished greenlet left in a cached one, for the new
+    /// greenlet to reuse its stack (see the module docs). Writing the rest alone leaves it
+    /// where it is (moved out and back, it was copied through the stack).
     ///
     /// The allocation is found first and the state made straight into it: a state made
     /// first and then moved was copied with a call to `memcpy`.
     #[inline(always)]
-    pub(crate) fn new(cache: Option<&BlockCache>, make: impl FnOnce() -> Inner) -> Shared {
+    pub(crate) fn new(cache: Option<&BlockCache>, make: impl FnOnce() -> Fields) -> Shared {
         let ptr = match cache.and_then(BlockCache::take) {
             Some(block) => block,
-            None => allocate(),
+            None => {
+                let block = allocate();
+                // SAFETY: a new allocation of a `Counted`, ours alone.
+                unsafe { context_slot(block).write(None) };
+                block
+            }
         };
-        // SAFETY: `ptr` is an allocation of a `Counted` with nothing alive in it. If `make`
-        // panics, the block is leaked, which is safe.
+        // SAFETY: `ptr` is an allocation of a `Counted` with nothing alive in it but its
+        // context slot, which holds `None` or an exited context. If `make` panics, the
+        // block is leaked, which is safe.
         unsafe {
             (&raw mut (*ptr.as_ptr()).count).write(Cell::new(1));
-            (&raw mut (*ptr.as_ptr()).inner).write(make());
+            (&raw mut (*ptr.as_ptr()).inner.fields).write(make());
         }
         Shared { ptr }
     }
@@ -283,7 +328,7 @@ unsafe fn free(ptr: NonNull<Counted>) {
         // SAFETY: the caller's contract; the state is dropped exactly once, here, and the
         // block is ours to free, allocated with this layout.
         unsafe {
-            Inner::drop_in_place(inner.cast_mut());
+            ptr::drop_in_place(inner.cast_mut());
             alloc::dealloc(ptr.as_ptr().cast(), Layout::new::<Counted>());
         }
         return;
@@ -292,12 +337,15 @@ unsafe fn free(ptr: NonNull<Counted>) {
         ts.orphan_current();
         return;
     }
-    // A finished greenlet's stack that is still out is taken back first.
     ts.forget_finished(inner);
     // SAFETY: the caller's contract, and the thread state does not point at it either;
-    // the state is dropped exactly once, here.
-    unsafe { Inner::drop_in_place(inner.cast_mut()) };
-    ts.blocks.give(ptr);
+    // the state is dropped exactly once, here, all but its context, which is `None` or
+    // has exited: no greenlet that has not finished loses its last handle in a thread
+    // that runs (a suspended one is killed first, or leaked if that fails; a main
+    // greenlet's state lives as long as its thread's state).
+    unsafe { Inner::drop_in_place_but_context(inner.cast_mut()) };
+    // SAFETY: the allocation is ours, and its state dropped but for its context.
+    unsafe { ts.blocks.give(ptr) };
 }
 
 impl Deref for Shared {
@@ -319,9 +367,17 @@ mod tests {
     fn the_cache_gives_blocks_back_last_in_first_out_and_frees_the_rest() {
         let cache = BlockCache::with_limit(CACHE_LIMIT);
         assert!(cache.take().is_none());
-        let blocks: Vec<_> = (0..CACHE_LIMIT + 3).map(|_| allocate()).collect();
+        let blocks: Vec<_> = (0..CACHE_LIMIT + 3)
+            .map(|_| {
+                let block = allocate();
+                // SAFETY: a fresh allocation, ours; a cached one holds a context slot.
+                unsafe { context_slot(block).write(None) };
+                block
+            })
+            .collect();
         for &block in &blocks {
-            cache.give(block);
+            // SAFETY: ours, with nothing alive in it but an empty context slot.
+            unsafe { cache.give(block) };
         }
         // The first CACHE_LIMIT were kept; the 3 after them were freed at once.
         assert_eq!(cache.len.get(), CACHE_LIMIT);

@@ -453,40 +453,92 @@ fn transfer_unusual(
 /// Gives the unstarted `greenlet` a stack and a context to switch to; from then on it
 /// counts as started (every caller switches to it next).
 ///
+/// The stack is the one the greenlet's state kept from the allocation's last greenlet
+/// (see [`crate::shared`]) if it is the size asked for, else one from the pool (which
+/// that stack joins first).
+///
 /// Fails with the stack pool's error alone, which is small enough to come back in
 /// registers; `?` makes it an [`Error::NoStack`].
 fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
-    let stack = ts.take_stack(greenlet.inner.stack_size)?;
+    let size = greenlet.inner.stack_size;
+    let stack = match take_left_stack(greenlet) {
+        Some(stack) if stack.usable_size() == size => stack,
+        left => {
+            if let Some(stack) = left {
+                ts.give_to_pool(stack);
+            }
+            ts.take_stack(size)?
+        }
+    };
     start_on(ts, greenlet, stack);
     Ok(())
 }
 
-/// [`prepare`] on the usual switch path: with the thread's spare stack (the one the last
-/// finished greenlet left, see [`ThreadState::take_spare`]) expanded in the caller, the
-/// rest out of line. (Out of line, its call and frame were a twentieth of the usual
-/// create, run and drop.)
+/// [`prepare`] on the usual switch path: with the stack the state kept (see
+/// [`crate::shared`]), when it is the size asked for, expanded in the caller; the rest
+/// out of line. (Out of line, its call and frame were a twentieth of the usual create,
+/// run and drop.)
 #[inline(always)]
 fn prepare_usual(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
-    match ts.take_spare(greenlet.inner.stack_size) {
-        Some(stack) => {
+    debug_assert_eq!(greenlet.inner.owner_and_state.state(), State::Unstarted);
+    let slot = greenlet.inner.context.get();
+    // SAFETY: no reference into the slot is alive: contexts are only reached through raw
+    // pointers (`context_ptr`), and not while we run here. Only its `Option` tag is read.
+    if unsafe { (*slot).is_none() } {
+        return prepare(ts, greenlet);
+    }
+    // What the allocation's last greenlet left, an exited context, moved out: the slot is
+    // written again before anything reads it, by `start_on` or `prepare_with`. (Taken
+    // out, with `None` stored in its place, one store more.)
+    // SAFETY: as above; nothing runs on an exited context.
+    let left = unsafe { slot.read() }.and_then(|context| unsafe { context.into_stack() });
+    match left {
+        Some(stack) if stack.usable_size() == greenlet.inner.stack_size => {
             start_on(ts, greenlet, stack);
             Ok(())
         }
-        None => prepare(ts, greenlet),
+        left => prepare_with(ts, greenlet, left),
     }
 }
 
-/// Gives the unstarted `greenlet` the context on `stack` that starts it.
+/// [`prepare`] once `left`, the stack the state kept, has been moved out of its slot (and
+/// is not the size asked for): it goes to the pool, which gives the greenlet one.
+#[cold]
+#[inline(never)]
+fn prepare_with(
+    ts: &ThreadState,
+    greenlet: &Greenlet,
+    left: Option<GuardedStack>,
+) -> Result<(), StackError> {
+    // SAFETY: no reference into the slot is alive (as in `prepare_usual`); what it held
+    // was moved out, so it is written over without a drop.
+    unsafe { greenlet.inner.context.get().write(None) };
+    if let Some(stack) = left {
+        ts.give_to_pool(stack);
+    }
+    prepare(ts, greenlet)
+}
+
+/// Takes out of the unstarted `greenlet`'s state the context the allocation's last
+/// greenlet left there, if any, and returns its stack.
+fn take_left_stack(greenlet: &Greenlet) -> Option<GuardedStack> {
+    debug_assert_eq!(greenlet.inner.owner_and_state.state(), State::Unstarted);
+    // SAFETY: no reference into the slot is alive (as in `prepare_usual`); an unstarted
+    // greenlet's slot holds `None` or a context that has exited, which nothing runs on.
+    unsafe { (*greenlet.inner.context.get()).take()?.into_stack() }
+}
+
+/// Gives the unstarted `greenlet`, whose context slot is empty, the context on `stack`
+/// that starts it.
 #[inline(always)]
 fn start_on(ts: &ThreadState, greenlet: &Greenlet, stack: GuardedStack) {
     debug_assert_eq!(greenlet.inner.owner_and_state.state(), State::Unstarted);
     let slot = greenlet.inner.context.get();
     let ts_ptr = ptr::from_ref(ts).cast_mut().cast::<()>();
     let context = DefaultContext::new(stack, greenlet.inner.run.entry(), ts_ptr);
-    // SAFETY: no reference into the slot is alive: contexts are only reached through raw
-    // pointers (`context_ptr`), and not while we run here. An unstarted greenlet's slot is
-    // empty (a context is only ever written here, and it is started from then on), so
-    // writing over it without dropping its old contents loses nothing.
+    // SAFETY: no reference into the slot is alive (as in `prepare_usual`). The slot is
+    // empty (the caller's duty: what was left there was taken out), so writing over it
+    // without dropping its old contents loses nothing.
     unsafe { slot.write(Some(context)) };
     // Started (see `Inner::state`): running once the caller has switched to it.
     greenlet.inner.owner_and_state.set(ts.keys.suspended);
@@ -730,7 +782,7 @@ where
         // `Shared`); while we are suspended, someone holds a handle, or a killer holds one
         // while it resumes us, or the kill failed and the state was leaked on purpose. The
         // closure is an `F` (the caller's contract).
-        let run = unsafe { (*me).run.take::<F, R>() };
+        let run = unsafe { (*me).fields.run.take::<F, R>() };
         // What `receive` does, with the closure dropped before a thrown error is parked
         // (its drop may panic, and the panic is what the greenlet then dies of).
         // SAFETY: the caller's contract.

@@ -19,7 +19,7 @@ use greenlet_backends::{Context, DefaultContext};
 use crate::entry::EntryClosure;
 use crate::error::Error;
 use crate::fp::ThreadFp;
-use crate::greenlet::{Greenlet, Inner, State};
+use crate::greenlet::{Fields, Greenlet, Inner, State};
 use crate::kill::UnraisableHook;
 use crate::owner::OwnerAndState;
 use crate::shared::{BlockCache, Shared};
@@ -75,12 +75,6 @@ pub(crate) struct ThreadState {
     /// yet; null if none. Not counted: `free` forgets it before dropping it (see
     /// [`ThreadState::forget_finished`]).
     finished: Cell<*const Inner>,
-    /// The stack given back last, kept out of the pool for the next greenlet that asks for
-    /// the same size (`spare_size`): the usual create, run and drop passes one stack from
-    /// a finished greenlet to the next without the pool's bookkeeping.
-    spare: Cell<Option<GuardedStack>>,
-    /// The stack size the greenlet that had `spare` asked for.
-    spare_size: Cell<usize>,
 }
 
 /// The [`OwnerAndState`] words a switch can go to on its usual path, in one comparison:
@@ -166,18 +160,20 @@ impl ThreadState {
             live.insert(serial);
         }
         install_overflow_handler();
-        let inner = Shared::new(None, || Inner {
+        let inner = Shared::new(None, || Fields {
             // Started and not dead; running, since it is current (see `Inner::state`).
             owner_and_state: OwnerAndState::new(serial, State::Suspended),
             is_main: true,
             parent: Cell::new(None),
-            context: UnsafeCell::new(Some(DefaultContext::thread())),
             stack_size: 0,
             name: None,
             own_fp: Cell::new(None),
             locals: ManuallyDrop::new(RefCell::new(None)),
             run: EntryClosure::none(),
         });
+        // SAFETY: the state is ours alone yet, and its slot holds `None` (a new
+        // allocation's), which the write replaces with nothing to drop.
+        unsafe { inner.context.get().write(Some(DefaultContext::thread())) };
         let current = Shared::as_ptr(&inner);
         ThreadState {
             serial,
@@ -201,20 +197,21 @@ impl ThreadState {
                 unstarted: AtomicU64::new(OwnerAndState::key(serial, State::Unstarted)),
             },
             finished: Cell::new(ptr::null()),
-            spare: Cell::new(None),
-            spare_size: Cell::new(0),
         }
     }
 
     /// Records `dead`, the running greenlet about to leave its stack for good, as the one
-    /// whose stack is taken back later (it becomes the spare, see
-    /// [`ThreadState::take_stack`]); first takes back the stack of the one recorded before,
-    /// which left it earlier.
+    /// whose stack is taken back later; first takes back the stack of the one recorded
+    /// before, which left it earlier, for the pool.
     ///
     /// A finishing greenlet cannot give back the stack it runs on. Having the resumed side
-    /// do it made every finish an unusual switch, with a handoff; kept here, the stack goes
-    /// back when the state is freed (see [`ThreadState::forget_finished`]), when the next
-    /// greenlet finishes, or when the thread exits: one stack waits at most.
+    /// do it made every finish an unusual switch, with a handoff. Kept here, the stack
+    /// stays in the greenlet's state until either:
+    /// - the state is freed: the stack stays in the allocation, for the greenlet that
+    ///   reuses it (see [`crate::shared`]; [`ThreadState::forget_finished`] forgets it);
+    /// - the next greenlet finishes, or the thread exits: the stack goes to the pool.
+    ///
+    /// So one stack at most waits in a state that is still alive.
     ///
     /// # Safety
     ///
@@ -230,77 +227,43 @@ impl ThreadState {
         }
     }
 
-    /// Gives back the stack of `inner`, a state about to be dropped, if it is the one
-    /// recorded by [`ThreadState::record_finished`].
+    /// Forgets `inner`, a state about to be freed, if it is the one recorded by
+    /// [`ThreadState::record_finished`]: its stack stays in its allocation.
     #[inline(always)]
     pub(crate) fn forget_finished(&self, inner: *const Inner) {
         if ptr::eq(self.finished.get(), inner) {
             self.finished.set(ptr::null());
-            // SAFETY: the recorded state is alive (the caller's duty: it is about to drop
-            // it), and its greenlet has left its stack: it finished, and is not running.
-            unsafe { self.give_back_stack(inner) };
         }
     }
 
-    /// [`ThreadState::give_back_stack`], out of line.
-    ///
-    /// # Safety
-    ///
-    /// As for [`ThreadState::give_back_stack`].
-    #[cold]
-    #[inline(never)]
-    unsafe fn reclaim_stack(&self, dead: *const Inner) {
-        // SAFETY: the caller's contract.
-        unsafe { self.give_back_stack(dead) }
-    }
-
-    /// Takes the stack of the finished greenlet whose state is at `dead` back: it becomes
-    /// the spare, and the spare before it goes to the pool.
+    /// Takes the stack of the finished greenlet whose state is at `dead` back, for the
+    /// pool.
     ///
     /// # Safety
     ///
     /// `dead` is a live state whose greenlet has left its stack for good.
-    #[inline(always)]
-    unsafe fn give_back_stack(&self, dead: *const Inner) {
+    #[cold]
+    #[inline(never)]
+    unsafe fn reclaim_stack(&self, dead: *const Inner) {
         // SAFETY: the caller's contract: the context exited, and nothing references it.
         let context = unsafe { (*(*dead).context.get()).take() };
         if let Some(context) = context {
             // SAFETY: an exited context is not running.
             if let Some(stack) = unsafe { context.into_stack() } {
-                // SAFETY: the caller's contract: the state is alive.
-                let size = unsafe { (*dead).stack_size };
-                if let Some(earlier) = self.spare.replace(Some(stack)) {
-                    self.give_to_pool(earlier);
-                }
-                self.spare_size.set(size);
+                self.give_to_pool(stack);
             }
         }
     }
 
-    /// A stack for a greenlet that asks for `size` bytes: the spare if it was taken for the
-    /// same size, else one from the pool.
+    /// A stack from the pool for a greenlet that asks for `size` bytes.
     pub(crate) fn take_stack(&self, size: usize) -> Result<GuardedStack, StackError> {
-        match self.take_spare(size) {
-            Some(stack) => Ok(stack),
-            None => self.with_pool(|pool| pool.take(size)),
-        }
-    }
-
-    /// The spare stack, if there is one and it was taken for a greenlet that asked for
-    /// `size` bytes too.
-    #[inline(always)]
-    pub(crate) fn take_spare(&self, size: usize) -> Option<GuardedStack> {
-        if self.spare_size.get() == size {
-            self.spare.take()
-        } else {
-            None
-        }
+        self.with_pool(|pool| pool.take(size))
     }
 
     /// Gives `stack` to the pool: out of line, off the usual path.
     #[cold]
     #[inline(never)]
-    fn give_to_pool(&self, stack: GuardedStack) {
+    pub(crate) fn give_to_pool(&self, stack: GuardedStack) {
         self.with_pool(|pool| pool.give(stack));
     }
 
@@ -411,8 +374,8 @@ impl Drop for ThreadState {
     fn drop(&mut self) {
         TORN_DOWN.with(|torn_down| torn_down.set(true));
         USUAL_PTR.with(|ptr| ptr.set(&raw const NO_USUAL_SWITCH));
-        // The last finished greenlet's stack, if still out, is taken back (it becomes the
-        // spare), to be dropped with the rest of the state.
+        // The last finished greenlet's stack, if still out, is taken back, to be dropped
+        // with the pool.
         let finished = self.finished.replace(ptr::null());
         if !finished.is_null() {
             // SAFETY: a recorded state is alive, and its greenlet finished.
@@ -486,7 +449,7 @@ fn first_or_late_state() -> Result<&'static ThreadState, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use greenlet_backends::stack::DEFAULT_STACK_SIZE;
+    use greenlet_backends::stack::{DEFAULT_STACK_SIZE, running_on_valgrind};
 
     /// Whether `greenlet`'s state still holds a context (and so a stack).
     fn holds_a_stack(greenlet: &Greenlet) -> bool {
@@ -496,55 +459,71 @@ mod tests {
 
     #[test]
     #[cfg_attr(miri, ignore = "switches stacks in assembly")]
-    fn a_finished_greenlets_stack_waits_for_its_state_to_go_or_the_next_finish() {
+    fn a_finished_greenlets_stack_waits_in_its_state_until_the_next_finish() {
         let ts = state().unwrap();
         let first = Greenlet::new(|_| Ok(()));
         first.switch(()).unwrap();
         assert!(first.is_dead());
-        // Left for the thread state to give back, not given back by main on receiving.
+        // Left for the thread state to take back, not taken back by main on receiving.
         assert!(holds_a_stack(&first));
         assert!(ptr::eq(ts.finished.get(), Shared::as_ptr(&first.inner)));
         let second = Greenlet::new(|_| Ok(()));
         second.switch(()).unwrap();
-        // The next finish gave the first one's stack back and recorded its own.
+        // The next finish took the first one's stack back and recorded its own.
         assert!(!holds_a_stack(&first));
         assert!(holds_a_stack(&second));
         assert!(ptr::eq(ts.finished.get(), Shared::as_ptr(&second.inner)));
-        // Freeing the recorded state gives its stack back and forgets it.
+        // Freeing the recorded state forgets it.
         drop(second);
         assert!(ts.finished.get().is_null());
         drop(first);
         assert!(ts.finished.get().is_null());
     }
 
-    /// The top of the spare stack, if there is one (and puts it back).
-    fn spare_top(ts: &ThreadState) -> Option<*mut u8> {
-        let spare = ts.spare.take();
-        let top = spare.as_ref().map(GuardedStack::top);
-        ts.spare.set(spare);
-        top
+    /// A greenlet's closure that sends its parent the address of one of its locals, on
+    /// its own stack: the same for two greenlets on the same stack.
+    fn send_a_local_address(_: crate::Value) -> Result<(), Error> {
+        let local = 0_u8;
+        let address = std::hint::black_box(&local) as *const u8 as usize;
+        Greenlet::switch_to_parent(address)?;
+        Ok(())
+    }
+
+    /// Starts `greenlet` (running [`send_a_local_address`]) and returns what it sends.
+    fn start_and_get_address(greenlet: &Greenlet) -> usize {
+        greenlet.switch(()).unwrap().downcast::<usize>().unwrap()
     }
 
     #[test]
     #[cfg_attr(miri, ignore = "switches stacks in assembly")]
-    fn the_stack_given_back_last_goes_to_the_next_greenlet_of_the_same_size() {
-        let ts = state().unwrap();
-        let first = Greenlet::new(|_| Ok(()));
+    fn a_freed_state_keeps_its_stack_for_the_next_greenlet_of_the_same_size() {
+        if running_on_valgrind() {
+            // No state cache there (see `BlockCache::new`): nothing is kept.
+            return;
+        }
+        let first = Greenlet::new(send_a_local_address);
+        let on_first_stack = start_and_get_address(&first);
         first.switch(()).unwrap();
+        assert!(first.is_dead());
+        let address = Shared::as_ptr(&first.inner);
         drop(first);
-        let spare = spare_top(ts).expect("the finished greenlet's stack is the spare");
-        assert_eq!(ts.spare_size.get(), DEFAULT_STACK_SIZE);
-        // Another size: from the pool; the spare stays.
-        let waiting = Greenlet::builder()
+        // The next greenlet gets the allocation, and the stack kept in it.
+        let second = Greenlet::new(send_a_local_address);
+        assert!(ptr::eq(Shared::as_ptr(&second.inner), address));
+        assert!(holds_a_stack(&second));
+        assert_eq!(second.state(), State::Unstarted);
+        assert_eq!(start_and_get_address(&second), on_first_stack);
+        second.switch(()).unwrap();
+        drop(second);
+        // Another size: the kept stack goes to the pool, the greenlet gets one of its size.
+        let bigger = Greenlet::builder()
             .stack_size(DEFAULT_STACK_SIZE * 4)
-            .build(|_| Greenlet::switch_to_parent(()));
-        waiting.switch(()).unwrap();
-        assert_eq!(spare_top(ts), Some(spare));
-        // The same size: the spare.
-        let same = Greenlet::new(|_| Greenlet::switch_to_parent(()));
-        same.switch(()).unwrap();
-        assert_eq!(spare_top(ts), None);
-        drop((waiting, same));
+            .build(send_a_local_address);
+        assert!(ptr::eq(Shared::as_ptr(&bigger.inner), address));
+        let on_bigger_stack = start_and_get_address(&bigger);
+        assert!(on_bigger_stack.abs_diff(on_first_stack) > DEFAULT_STACK_SIZE);
+        bigger.switch(()).unwrap();
+        assert!(bigger.is_dead());
     }
 
     #[test]
