@@ -1,8 +1,5 @@
 //! [`Builder`]: a greenlet with a chosen parent, stack size or name.
 
-use std::cell::{Cell, RefCell};
-use std::mem::ManuallyDrop;
-
 use greenlet_backends::stack::DEFAULT_STACK_SIZE;
 
 use crate::entry::EntryClosure;
@@ -169,15 +166,15 @@ where
     F: FnOnce(Value) -> Result<R, Error> + 'static,
     R: 'static,
 {
-    let inner = Shared::new(Some(&ts.blocks), || Fields {
-        owner_and_state: OwnerAndState::new(ts.serial, State::Unstarted),
-        is_main: false,
-        parent: Cell::new(Some(parent)),
-        stack_size,
-        name,
-        own_fp,
-        locals: ManuallyDrop::new(RefCell::new(None)),
-        run: EntryClosure::new(run),
+    let inner = Shared::new(Some(&ts.blocks), || {
+        Fields::new(
+            OwnerAndState::new(ts.serial, State::Unstarted),
+            Some(parent),
+            stack_size,
+            EntryClosure::new(run),
+            name,
+            own_fp,
+        )
     });
     Greenlet { inner }
 }

@@ -69,11 +69,14 @@ pub(crate) fn for_new_greenlet(ts: &ThreadState, own: bool) -> OwnFp {
 #[inline(never)]
 pub(crate) fn exchange(ts: &ThreadState, origin: &Inner, target: &Inner) {
     let now = FpControl::current();
-    match origin.own_fp.get() {
-        Some(_) => origin.own_fp.set(Some(now)),
+    match origin.own_fp() {
+        Some(own) => own.set(Some(now)),
         None => ts.fp.shared.set(now),
     }
-    let wanted = target.own_fp.get().unwrap_or(ts.fp.shared.get());
+    let wanted = target
+        .own_fp()
+        .and_then(Cell::get)
+        .unwrap_or(ts.fp.shared.get());
     // SAFETY: `wanted` was read by `FpControl::current` (here, or when `target` was made
     // or last left), and `now` is the running state, read above.
     unsafe { wanted.restore(now) };

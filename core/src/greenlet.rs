@@ -1,10 +1,9 @@
 //! The [`Greenlet`] handle, its shared state, and its state queries.
 
 use std::any::{Any, TypeId};
-use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cell::{Cell, OnceCell, RefCell, UnsafeCell};
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::ptr;
 
@@ -74,14 +73,7 @@ pub(crate) struct Fields {
     /// clones the handle without any borrow flag to check.
     pub(crate) parent: Cell<Option<Greenlet>>,
     pub(crate) stack_size: usize,
-    pub(crate) name: Option<Box<str>>,
-    /// Greenlet-local values by type; `None` until the first is set. Dropped by hand (see
-    /// `Drop for Inner`): left to the drop glue, even the `None` of a greenlet that never
-    /// had any cost an out-of-line call.
-    pub(crate) locals: ManuallyDrop<RefCell<Option<Locals>>>,
     pub(crate) run: EntryClosure,
-    /// Its own floating-point control state, if it keeps one (see [`crate::fp`]).
-    pub(crate) own_fp: OwnFp,
     /// The serial number of the owning thread (see [`crate::thread`]) and the stored state:
     /// `Unstarted`, `Suspended` or `Dead`, never `Running`. A started greenlet that is not
     /// dead is stored as `Suspended`, and is running exactly when it is its thread's current
@@ -89,8 +81,82 @@ pub(crate) struct Fields {
     /// stores per switch, each read back by the other side soon after, cost more than
     /// the rest of the greenlet layer's work).
     pub(crate) owner_and_state: OwnerAndState,
+    /// What few greenlets have, made when first needed: one word (empty) to write when
+    /// a greenlet is made and to test when it is freed.
+    extras: OnceCell<Box<Extras>>,
     /// A main greenlet: the one of its thread's own stack (it never has a parent).
     pub(crate) is_main: bool,
+}
+
+/// The parts of a greenlet's state that few greenlets have (see [`Fields::extras`]).
+#[derive(Default)]
+pub(crate) struct Extras {
+    pub(crate) name: Option<Box<str>>,
+    /// Greenlet-local values by type (see [`crate::locals`]).
+    pub(crate) locals: RefCell<Locals>,
+    /// Its own floating-point control state, if it keeps one (see [`crate::fp`]).
+    pub(crate) own_fp: OwnFp,
+}
+
+impl Extras {
+    /// The extras of a new greenlet that has a name or its own floating-point state: out
+    /// of line, so that making a greenlet without either stays small enough to expand.
+    #[cold]
+    #[inline(never)]
+    fn made(name: Option<Box<str>>, own_fp: OwnFp) -> OnceCell<Box<Extras>> {
+        OnceCell::from(Box::new(Extras {
+            name,
+            locals: RefCell::default(),
+            own_fp,
+        }))
+    }
+}
+
+impl Fields {
+    /// The fields of a new greenlet: `name` and `own_fp` make its [`Extras`] only if
+    /// either is there.
+    #[inline(always)]
+    pub(crate) fn new(
+        owner_and_state: OwnerAndState,
+        parent: Option<Greenlet>,
+        stack_size: usize,
+        run: EntryClosure,
+        name: Option<Box<str>>,
+        own_fp: OwnFp,
+    ) -> Fields {
+        let extras = if name.is_none() && own_fp.get().is_none() {
+            OnceCell::new()
+        } else {
+            Extras::made(name, own_fp)
+        };
+        Fields {
+            is_main: parent.is_none(),
+            parent: Cell::new(parent),
+            stack_size,
+            run,
+            owner_and_state,
+            extras,
+        }
+    }
+
+    /// The greenlet's [`Extras`], if it has any.
+    #[inline]
+    pub(crate) fn extras(&self) -> Option<&Extras> {
+        self.extras.get().map(|extras| &**extras)
+    }
+
+    /// The greenlet's [`Extras`], made now if it has none.
+    pub(crate) fn extras_or_new(&self) -> &Extras {
+        self.extras.get_or_init(Box::default)
+    }
+
+    /// Its own floating-point control state, if it keeps one.
+    #[inline]
+    pub(crate) fn own_fp(&self) -> Option<&OwnFp> {
+        self.extras()
+            .map(|extras| &extras.own_fp)
+            .filter(|own| own.get().is_some())
+    }
 }
 
 impl Deref for Inner {
@@ -112,14 +178,11 @@ impl Drop for Inner {
             // SAFETY: nothing runs on a greenlet that has no handle left.
             drop(unsafe { context.into_stack() });
         }
-        // The order the fields' drop would have: the parent first, then the locals (the
-        // closure, a field, goes after them).
-        let fields = &mut self.fields;
-        drop(fields.parent.take());
-        if fields.locals.get_mut().is_some() {
-            // SAFETY: dropped once, here, and never used again: the state is going away.
-            unsafe { ManuallyDrop::drop(&mut fields.locals) };
-        }
+        // The parent first, then the extras (the locals), then (the fields' own drop) an
+        // uncalled closure: the order the state's parts have always been dropped in, which
+        // the conformance suite's random model checks.
+        drop(self.fields.parent.take());
+        drop(self.fields.extras.take());
     }
 }
 
@@ -127,7 +190,6 @@ impl Drop for Inner {
 /// skips.
 const _: () = assert!(
     !std::mem::needs_drop::<OwnerAndState>()
-        && !std::mem::needs_drop::<OwnFp>()
         && !std::mem::needs_drop::<usize>()
         && !std::mem::needs_drop::<bool>()
 );
@@ -135,8 +197,8 @@ const _: () = assert!(
 impl Inner {
     /// Drops the state at `this` in place, all but its context, which stays in the slot
     /// (for the allocation's next state, see [`crate::shared`]). The usual case (a finished
-    /// greenlet that kept nothing but its parent and its context: no locals, name or
-    /// closure) is expanded in the caller, one test per field; anything else takes the
+    /// greenlet that kept nothing but its parent and its context: no extras or closure) is
+    /// expanded in the caller, one test per field; anything else takes the
     /// drop glue, `Drop for Inner` included.
     ///
     /// # Safety
@@ -155,15 +217,11 @@ impl Inner {
                     is_main: _,
                     parent,
                     stack_size: _,
-                    name,
-                    own_fp: _,
-                    locals,
+                    extras,
                     run,
                 },
         } = unsafe { &*this };
-        // SAFETY: nothing else reaches the state (the caller's contract), so reading the
-        // cell's contents in place aliases nothing.
-        let bare = unsafe { (*locals.as_ptr()).is_none() } && name.is_none() && run.is_empty();
+        let bare = extras.get().is_none() && run.is_empty();
         if bare {
             // Nothing left to drop but the parent (and the context, which stays): the
             // other fields are empty or have no drop glue (checked above).
@@ -535,7 +593,7 @@ impl Greenlet {
     /// assert_eq!(greenlet::Greenlet::new(|_| Ok(())).name(), None);
     /// ```
     pub fn name(&self) -> Option<&str> {
-        self.inner.name.as_deref()
+        self.inner.extras()?.name.as_deref()
     }
 
     /// Whether this greenlet belongs to the calling thread. Reading it touches no shared

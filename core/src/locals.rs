@@ -20,8 +20,7 @@ impl Greenlet {
     pub fn set_local<T: 'static>(&self, value: T) -> Option<T> {
         let boxed: Box<dyn Any> = Box::new(value);
         let old = {
-            let mut locals = self.inner.locals.borrow_mut();
-            let locals = locals.get_or_insert_with(Vec::new);
+            let mut locals = self.inner.extras_or_new().locals.borrow_mut();
             match locals.iter_mut().find(|(id, _)| *id == TypeId::of::<T>()) {
                 Some((_, slot)) => Some(std::mem::replace(slot, boxed)),
                 None => {
@@ -45,10 +44,9 @@ impl Greenlet {
     /// assert_eq!(Greenlet::current().local::<&str>(), None); // main has its own
     /// ```
     pub fn local<T: Clone + 'static>(&self) -> Option<T> {
-        let locals = self.inner.locals.borrow();
+        let locals = self.inner.extras()?.locals.borrow();
         locals
             .iter()
-            .flatten()
             .find(|(id, _)| *id == TypeId::of::<T>())
             .and_then(|(_, value)| value.downcast_ref::<T>().cloned())
     }
@@ -63,8 +61,7 @@ impl Greenlet {
     /// ```
     pub fn take_local<T: 'static>(&self) -> Option<T> {
         let taken = {
-            let mut locals = self.inner.locals.borrow_mut();
-            let locals = locals.as_mut()?;
+            let mut locals = self.inner.extras()?.locals.borrow_mut();
             let index = locals.iter().position(|(id, _)| *id == TypeId::of::<T>())?;
             locals.swap_remove(index).1
         };
@@ -78,10 +75,12 @@ impl Greenlet {
     /// assert!(!me.has_local::<u16>());
     /// ```
     pub fn has_local<T: 'static>(&self) -> bool {
-        let locals = self.inner.locals.borrow();
-        locals
-            .iter()
-            .flatten()
-            .any(|(id, _)| *id == TypeId::of::<T>())
+        self.inner.extras().is_some_and(|extras| {
+            extras
+                .locals
+                .borrow()
+                .iter()
+                .any(|(id, _)| *id == TypeId::of::<T>())
+        })
     }
 }

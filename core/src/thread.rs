@@ -6,9 +6,9 @@
 //! it needs no access to another thread's state. The set of live serials is consulted only
 //! on that error path, to tell "wrong thread" from "thread exited".
 
-use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cell::{Cell, UnsafeCell};
 use std::collections::BTreeSet;
-use std::mem::{ManuallyDrop, offset_of};
+use std::mem::offset_of;
 use std::ptr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -160,16 +160,16 @@ impl ThreadState {
             live.insert(serial);
         }
         install_overflow_handler();
-        let inner = Shared::new(None, || Fields {
-            // Started and not dead; running, since it is current (see `Inner::state`).
-            owner_and_state: OwnerAndState::new(serial, State::Suspended),
-            is_main: true,
-            parent: Cell::new(None),
-            stack_size: 0,
-            name: None,
-            own_fp: Cell::new(None),
-            locals: ManuallyDrop::new(RefCell::new(None)),
-            run: EntryClosure::none(),
+        let inner = Shared::new(None, || {
+            Fields::new(
+                // Started and not dead; running, since it is current (see `Inner::state`).
+                OwnerAndState::new(serial, State::Suspended),
+                None,
+                0,
+                EntryClosure::none(),
+                None,
+                Cell::new(None),
+            )
         });
         // SAFETY: the state is ours alone yet, and its slot holds `None` (a new
         // allocation's), which the write replaces with nothing to drop.
