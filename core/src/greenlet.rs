@@ -210,7 +210,7 @@ impl Inner {
         // Every field named, so that a new one cannot be missed here.
         // SAFETY: the caller's contract: the state is alive and nobody else reaches it.
         let Inner {
-            context,
+            context: _,
             fields:
                 Fields {
                     owner_and_state: _,
@@ -229,13 +229,26 @@ impl Inner {
                 parent.drop_usually_not_last();
             }
         } else {
-            // SAFETY: the caller's contract; the context is moved out first, so that the
-            // drop glue finds `None`, and back after.
-            unsafe {
-                let kept = (*context.get()).take();
-                std::ptr::drop_in_place(this);
-                (&raw mut (*this).context).write(UnsafeCell::new(kept));
-            }
+            // SAFETY: the caller's contract.
+            unsafe { Inner::drop_in_place_but_context_in_full(this) }
+        }
+    }
+
+    /// [`Inner::drop_in_place_but_context`] for a state that is not the usual one: out of
+    /// line, so that the usual one needs no frame of its own.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Inner::drop_in_place_but_context`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn drop_in_place_but_context_in_full(this: *mut Inner) {
+        // SAFETY: the caller's contract; the context is moved out first, so that the drop
+        // glue finds `None`, and back after.
+        unsafe {
+            let kept = (*(*this).context.get()).take();
+            std::ptr::drop_in_place(this);
+            (&raw mut (*this).context).write(UnsafeCell::new(kept));
         }
     }
 

@@ -74,6 +74,8 @@ fn context_slot(block: NonNull<Counted>) -> *mut Option<DefaultContext> {
 ///
 /// `block` is an allocation of this layout owned by the caller, whose context slot holds
 /// `None` or an exited context, and nothing else alive.
+#[cold]
+#[inline(never)]
 unsafe fn free_block(block: NonNull<Counted>) {
     // SAFETY: the caller's contract.
     unsafe {
@@ -321,17 +323,11 @@ impl Drop for Shared {
 unsafe fn free(ptr: NonNull<Counted>) {
     // SAFETY: the allocation is alive (the caller's contract); only its address is taken.
     let inner = unsafe { &raw const (*ptr.as_ptr()).inner };
-    // Through an `Option`: a `Result` matched here was dropped whole, by a call, even when
-    // it held the thread state.
-    let Some(ts) = thread::state().ok() else {
-        // The thread state is gone (thread teardown): no cache to keep the block in.
-        // SAFETY: the caller's contract; the state is dropped exactly once, here, and the
-        // block is ours to free, allocated with this layout.
-        unsafe {
-            ptr::drop_in_place(inner.cast_mut());
-            alloc::dealloc(ptr.as_ptr().cast(), Layout::new::<Counted>());
-        }
-        return;
+    // Not `thread::state`, which makes the state on first use: a greenlet's state exists
+    // only once its thread's does, so none here means the thread's is gone.
+    let Some(ts) = thread::existing_state() else {
+        // SAFETY: the caller's contract.
+        return unsafe { free_late(ptr) };
     };
     if ptr::eq(ts.current_address(), inner) {
         ts.orphan_current();
@@ -346,6 +342,23 @@ unsafe fn free(ptr: NonNull<Counted>) {
     unsafe { Inner::drop_in_place_but_context(inner.cast_mut()) };
     // SAFETY: the allocation is ours, and its state dropped but for its context.
     unsafe { ts.blocks.give(ptr) };
+}
+
+/// [`free`] when the thread state is gone (thread teardown): with no cache to keep the
+/// allocation in, it is freed, its context dropped with the rest of the state.
+///
+/// # Safety
+///
+/// As for [`free`].
+#[cold]
+#[inline(never)]
+unsafe fn free_late(ptr: NonNull<Counted>) {
+    // SAFETY: the caller's contract; the state is dropped exactly once, here, and the
+    // block is ours to free, allocated with this layout.
+    unsafe {
+        ptr::drop_in_place(&raw mut (*ptr.as_ptr()).inner);
+        alloc::dealloc(ptr.as_ptr().cast(), Layout::new::<Counted>());
+    }
 }
 
 impl Deref for Shared {

@@ -415,16 +415,26 @@ pub(crate) fn usual_keys() -> *const UsualKeys {
 /// has been torn down (from a later thread-local destructor).
 #[inline(always)]
 pub(crate) fn state() -> Result<&'static ThreadState, Error> {
+    match existing_state() {
+        Some(ts) => Ok(ts),
+        None => first_or_late_state(),
+    }
+}
+
+/// This thread's greenlet state if it exists: not before its first use, nor once torn
+/// down.
+#[inline(always)]
+pub(crate) fn existing_state() -> Option<&'static ThreadState> {
     let keys = usual_keys();
     if ptr::eq(keys, &raw const NO_USUAL_SWITCH) {
-        return first_or_late_state();
+        return None;
     }
     // SAFETY: any other pointer was stored by `first_or_late_state`: it points at the keys
     // of `STATE`, its first field, and `STATE` lives until this thread's thread-local
     // destructors run; its destructor puts the placeholder back first. The reference
     // never leaves the thread (`ThreadState` is `!Send`). Greenlet frames that hold it
     // across a switch are only resumed while the state is alive.
-    Ok(unsafe { &*keys.cast::<ThreadState>() })
+    Some(unsafe { &*keys.cast::<ThreadState>() })
 }
 
 /// [`state`] on its first use in this thread, or after teardown.
