@@ -381,8 +381,8 @@ fn transfer_usual(
     // a suspended one, expanded once, here in the caller's own frame: not in a function of
     // its own, whose `ret` after the switch would be mispredicted (the return stack buffer
     // then holds the calls the child made and never returned from).
-    if unstarted && let Err(error) = prepare_usual(ts, handle) {
-        return refuse(ts, error.into(), ManuallyDrop::into_inner(delivery));
+    if unstarted && !prepare_usual(ts, handle) {
+        return refuse_parked(ManuallyDrop::into_inner(delivery));
     }
     // A switch to oneself: the running greenlet's stored state is `Suspended` too.
     if !ptr::eq(Shared::as_ptr(&handle.inner), ts.current_address()) {
@@ -391,7 +391,7 @@ fn transfer_usual(
     transfer_unusual(ts, target, ManuallyDrop::into_inner(delivery))
 }
 
-/// [`refuse`] when the thread's state is gone: returns `error`.
+/// [`refuse_parked`] when the thread's state is gone: returns `error`.
 #[cold]
 #[inline(never)]
 fn refuse_late(error: Error, delivery: impl Outgoing) -> Error {
@@ -399,16 +399,17 @@ fn refuse_late(error: Error, delivery: impl Outgoing) -> Error {
     error
 }
 
-/// Fails a switch with `error`, dropping what it would have delivered.
+/// Fails a switch whose error is parked already (see [`Outcome`]), dropping what it
+/// would have delivered.
 ///
 /// Out of line, and given `delivery` by value, so that the common path keeps the value in
 /// registers: dropped in the caller, it had to be in memory (its drop takes its address),
 /// and the compiler stored it there on every switch.
 #[cold]
 #[inline(never)]
-fn refuse(ts: &ThreadState, error: Error, delivery: impl Outgoing) -> Outcome {
+fn refuse_parked(delivery: impl Outgoing) -> Outcome {
     drop(delivery);
-    ts.park_error(error)
+    None
 }
 
 /// Takes a stack for the unstarted `target` and switches to it, which starts it.
@@ -424,7 +425,7 @@ fn start(ts: &ThreadState, target: impl Borrow<Greenlet>, delivery: impl Outgoin
 /// for another thread's greenlet, forwards from a dead one to its nearest live ancestor
 /// (which may be unstarted), and lets the trace hook see a switch to oneself.
 ///
-/// Takes `delivery` as it comes, by value, for the same reason as [`refuse`].
+/// Takes `delivery` as it comes, by value, for the same reason as [`refuse_parked`].
 #[cold]
 #[inline(never)]
 fn transfer_unusual(
@@ -477,46 +478,58 @@ fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
 /// [`prepare`] on the usual switch path: with the stack the state kept (see
 /// [`crate::shared`]), when it is the size asked for, expanded in the caller; the rest
 /// out of line. (Out of line, its call and frame were a twentieth of the usual create,
-/// run and drop.)
+/// run and drop.) Returns whether the greenlet got its stack; if not, the error is parked
+/// in the thread state (see [`Outcome`]): a `Result` to test cost the usual path three
+/// instructions.
 #[inline(always)]
-fn prepare_usual(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
+fn prepare_usual(ts: &ThreadState, greenlet: &Greenlet) -> bool {
     debug_assert_eq!(greenlet.inner.owner_and_state.state(), State::Unstarted);
     let slot = greenlet.inner.context.get();
     // SAFETY: no reference into the slot is alive: contexts are only reached through raw
     // pointers (`context_ptr`), and not while we run here. Only its `Option` tag is read.
     if unsafe { (*slot).is_none() } {
-        return prepare(ts, greenlet);
+        return prepare_or_park(ts, greenlet, None);
     }
     // What the allocation's last greenlet left, an exited context, moved out: the slot is
-    // written again before anything reads it, by `start_on` or `prepare_with`. (Taken
+    // written again before anything reads it, by `start_on` or `prepare_or_park`. (Taken
     // out, with `None` stored in its place, one store more.)
     // SAFETY: as above; nothing runs on an exited context.
     let left = unsafe { slot.read() }.and_then(|context| unsafe { context.into_stack() });
     match left {
         Some(stack) if stack.usable_size() == greenlet.inner.stack_size => {
             start_on(ts, greenlet, stack);
-            Ok(())
+            true
         }
-        left => prepare_with(ts, greenlet, left),
+        left => prepare_or_park(ts, greenlet, Some(left)),
     }
 }
 
-/// [`prepare`] once `left`, the stack the state kept, has been moved out of its slot (and
-/// is not the size asked for): it goes to the pool, which gives the greenlet one.
+/// [`prepare`] for [`prepare_usual`], which may have moved the stack the state kept out of
+/// its slot already (`moved_out`: `Some`, with the stack if it had one; it is not the size
+/// asked for): that stack goes to the pool, which gives the greenlet one. Returns whether
+/// it did; if not, parks the error.
 #[cold]
 #[inline(never)]
-fn prepare_with(
+fn prepare_or_park(
     ts: &ThreadState,
     greenlet: &Greenlet,
-    left: Option<GuardedStack>,
-) -> Result<(), StackError> {
-    // SAFETY: no reference into the slot is alive (as in `prepare_usual`); what it held
-    // was moved out, so it is written over without a drop.
-    unsafe { greenlet.inner.context.get().write(None) };
-    if let Some(stack) = left {
-        ts.give_to_pool(stack);
+    moved_out: Option<Option<GuardedStack>>,
+) -> bool {
+    if let Some(left) = moved_out {
+        // SAFETY: no reference into the slot is alive (as in `prepare_usual`); what it held
+        // was moved out, so it is written over without a drop.
+        unsafe { greenlet.inner.context.get().write(None) };
+        if let Some(stack) = left {
+            ts.give_to_pool(stack);
+        }
     }
-    prepare(ts, greenlet)
+    match prepare(ts, greenlet) {
+        Ok(()) => true,
+        Err(error) => {
+            ts.park_error::<()>(error.into());
+            false
+        }
+    }
 }
 
 /// Takes out of the unstarted `greenlet`'s state the context the allocation's last
