@@ -685,3 +685,56 @@ impl fmt::Debug for Greenlet {
         f.write_str(">")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `greenlet`'s state has its [`Extras`] made.
+    fn has_extras(greenlet: &Greenlet) -> bool {
+        greenlet.inner.extras().is_some()
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "switches stacks in assembly")]
+    fn extras_are_made_only_for_a_name_an_own_fp_state_or_a_local() {
+        let plain = Greenlet::new(|_| Ok(()));
+        assert!(!has_extras(&plain));
+        // Reading locals that are not there makes nothing.
+        assert_eq!(plain.local::<u8>(), None);
+        assert!(!plain.has_local::<u8>());
+        assert_eq!(plain.take_local::<u8>(), None);
+        assert!(!has_extras(&plain) && plain.name().is_none());
+        // The first local makes them, and they stay once it is gone.
+        plain.set_local(7_u8);
+        assert!(has_extras(&plain) && plain.has_local::<u8>());
+        assert_eq!(plain.take_local::<u8>(), Some(7));
+        assert!(has_extras(&plain));
+        let named = Greenlet::builder().name("named").build(|_| Ok(()));
+        assert!(has_extras(&named));
+        assert_eq!(named.name(), Some("named"));
+        assert!(named.inner.own_fp().is_none());
+        assert!(!named.is_main() && Greenlet::main().is_main());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "switches stacks in assembly")]
+    fn a_state_with_extras_is_freed_whole_and_its_allocation_reused() {
+        use std::rc::Rc;
+        let local = Rc::new(());
+        let g = Greenlet::builder().name("with extras").build(|_| Ok(()));
+        g.set_local(Rc::clone(&local));
+        g.switch(()).unwrap();
+        let address = Shared::as_ptr(&g.inner);
+        drop(g);
+        // The locals went with the state (the full drop, not the usual one).
+        assert_eq!(Rc::strong_count(&local), 1);
+        let next = Greenlet::new(|_| Ok(1));
+        if !greenlet_backends::stack::running_on_valgrind() {
+            assert!(ptr::eq(Shared::as_ptr(&next.inner), address));
+        }
+        // Made without extras, whatever the allocation held before.
+        assert!(!has_extras(&next) && next.name().is_none());
+        assert_eq!(next.switch(()).unwrap().downcast::<i32>().unwrap(), 1);
+    }
+}
