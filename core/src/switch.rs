@@ -461,8 +461,32 @@ fn transfer_unusual(
 /// Fails with the stack pool's error alone, which is small enough to come back in
 /// registers; `?` makes it an [`Error::NoStack`].
 fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
+    debug_assert_eq!(greenlet.inner.owner_and_state.state(), State::Unstarted);
+    // SAFETY: no reference into the slot is alive: contexts are only reached through raw
+    // pointers (`context_ptr`), and not while we run here. An unstarted greenlet's slot
+    // holds `None` or a context that has exited, which nothing runs on.
+    let left = unsafe { (*greenlet.inner.context.get()).take() };
+    // SAFETY: as above.
+    prepare_with(
+        ts,
+        greenlet,
+        left.and_then(|context| unsafe { context.into_stack() }),
+    )
+}
+
+/// [`prepare`] once `left`, the stack the state kept (if any), has been moved out of the
+/// context slot, whose contents are stale from then on.
+fn prepare_with(
+    ts: &ThreadState,
+    greenlet: &Greenlet,
+    left: Option<GuardedStack>,
+) -> Result<(), StackError> {
+    // Written at once, so that the slot holds nothing stale if no stack can be had.
+    // SAFETY: no reference into the slot is alive (as in `prepare`); what it held was
+    // moved out, so it is written over without a drop.
+    unsafe { greenlet.inner.context.get().write(None) };
     let size = greenlet.inner.stack_size;
-    let stack = match take_left_stack(greenlet) {
+    let stack = match left {
         Some(stack) if stack.usable_size() == size => stack,
         left => {
             if let Some(stack) = left {
@@ -485,60 +509,36 @@ fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
 fn prepare_usual(ts: &ThreadState, greenlet: &Greenlet) -> bool {
     debug_assert_eq!(greenlet.inner.owner_and_state.state(), State::Unstarted);
     let slot = greenlet.inner.context.get();
-    // SAFETY: no reference into the slot is alive: contexts are only reached through raw
-    // pointers (`context_ptr`), and not while we run here. Only its `Option` tag is read.
+    // SAFETY: as in `prepare`; only the `Option` tag is read.
     if unsafe { (*slot).is_none() } {
         return prepare_or_park(ts, greenlet, None);
     }
     // What the allocation's last greenlet left, an exited context, moved out: the slot is
-    // written again before anything reads it, by `start_on` or `prepare_or_park`. (Taken
+    // written again before anything reads it, by `start_on` or `prepare_with`. (Taken
     // out, with `None` stored in its place, one store more.)
-    // SAFETY: as above; nothing runs on an exited context.
+    // SAFETY: as in `prepare`.
     let left = unsafe { slot.read() }.and_then(|context| unsafe { context.into_stack() });
     match left {
         Some(stack) if stack.usable_size() == greenlet.inner.stack_size => {
             start_on(ts, greenlet, stack);
             true
         }
-        left => prepare_or_park(ts, greenlet, Some(left)),
+        left => prepare_or_park(ts, greenlet, left),
     }
 }
 
-/// [`prepare`] for [`prepare_usual`], which may have moved the stack the state kept out of
-/// its slot already (`moved_out`: `Some`, with the stack if it had one; it is not the size
-/// asked for): that stack goes to the pool, which gives the greenlet one. Returns whether
-/// it did; if not, parks the error.
+/// [`prepare_with`] for [`prepare_usual`], out of line: returns whether the greenlet got
+/// a stack; if not, parks the error.
 #[cold]
 #[inline(never)]
-fn prepare_or_park(
-    ts: &ThreadState,
-    greenlet: &Greenlet,
-    moved_out: Option<Option<GuardedStack>>,
-) -> bool {
-    if let Some(left) = moved_out {
-        // SAFETY: no reference into the slot is alive (as in `prepare_usual`); what it held
-        // was moved out, so it is written over without a drop.
-        unsafe { greenlet.inner.context.get().write(None) };
-        if let Some(stack) = left {
-            ts.give_to_pool(stack);
-        }
-    }
-    match prepare(ts, greenlet) {
+fn prepare_or_park(ts: &ThreadState, greenlet: &Greenlet, left: Option<GuardedStack>) -> bool {
+    match prepare_with(ts, greenlet, left) {
         Ok(()) => true,
         Err(error) => {
             ts.park_error::<()>(error.into());
             false
         }
     }
-}
-
-/// Takes out of the unstarted `greenlet`'s state the context the allocation's last
-/// greenlet left there, if any, and returns its stack.
-fn take_left_stack(greenlet: &Greenlet) -> Option<GuardedStack> {
-    debug_assert_eq!(greenlet.inner.owner_and_state.state(), State::Unstarted);
-    // SAFETY: no reference into the slot is alive (as in `prepare_usual`); an unstarted
-    // greenlet's slot holds `None` or a context that has exited, which nothing runs on.
-    unsafe { (*greenlet.inner.context.get()).take()?.into_stack() }
 }
 
 /// Gives the unstarted `greenlet`, whose context slot is empty, the context on `stack`

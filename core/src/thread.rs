@@ -459,7 +459,7 @@ fn first_or_late_state() -> Result<&'static ThreadState, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use greenlet_backends::stack::{DEFAULT_STACK_SIZE, running_on_valgrind};
+    use greenlet_backends::stack::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE, running_on_valgrind};
 
     /// Whether `greenlet`'s state still holds a context (and so a stack).
     fn holds_a_stack(greenlet: &Greenlet) -> bool {
@@ -534,6 +534,31 @@ mod tests {
         assert!(on_bigger_stack.abs_diff(on_first_stack) > DEFAULT_STACK_SIZE);
         bigger.switch(()).unwrap();
         assert!(bigger.is_dead());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "switches stacks in assembly")]
+    fn a_kept_stack_of_another_size_leaves_the_state_when_no_stack_can_be_had() {
+        if running_on_valgrind() {
+            // No state cache there (see `BlockCache::new`): nothing is kept.
+            return;
+        }
+        let first = Greenlet::new(|_| Ok(()));
+        first.switch(()).unwrap();
+        drop(first);
+        // Too large for any stack: the kept one goes to the pool, and none comes back.
+        let huge = Greenlet::builder()
+            .stack_size(MAX_STACK_SIZE * 2)
+            .build(|_| Ok(()));
+        assert!(holds_a_stack(&huge));
+        let error = huge.switch(()).unwrap_err();
+        assert!(matches!(error, Error::NoStack(_)), "{error:?}");
+        // Nothing stale left in the state, which stays unstarted.
+        assert!(!holds_a_stack(&huge));
+        assert_eq!(huge.state(), State::Unstarted);
+        drop(huge);
+        let next = Greenlet::new(|_| Ok(5));
+        assert_eq!(next.switch(()).unwrap().downcast::<i32>().unwrap(), 5);
     }
 
     #[test]
