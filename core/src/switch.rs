@@ -464,8 +464,9 @@ fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
     debug_assert_eq!(greenlet.inner.owner_and_state.state(), State::Unstarted);
     // SAFETY: no reference into the slot is alive: contexts are only reached through raw
     // pointers (`context_ptr`), and not while we run here. An unstarted greenlet's slot
-    // holds `None` or a context that has exited, which nothing runs on.
-    let left = unsafe { (*greenlet.inner.context.get()).take() };
+    // holds `None` or a context that has exited, which nothing runs on. Moved out, not
+    // taken: `prepare_with` empties the slot (taking it would store `None` twice).
+    let left = unsafe { greenlet.inner.context.get().read() };
     // SAFETY: as above.
     prepare_with(
         ts,
@@ -752,6 +753,12 @@ fn trace_after_switch(
 /// stack buffer is as the switch that started it left it, and the code that resumes
 /// predicts its own returns. (Leaving from deep inside the closure's call chain made the
 /// parent's next return mispredicted: ~15 ns per greenlet created in a function.)
+///
+/// # Safety
+///
+/// Only a context made by [`start_on`] calls it, once: for a greenlet whose closure is an
+/// `F` (the entry its closure's table names), with `data` the state of the thread that
+/// runs it and `received` what the switch that started it carried, not taken yet.
 pub(crate) unsafe extern "C" fn greenlet_entry<F, R>(received: usize, data: *mut ()) -> !
 where
     F: FnOnce(Value) -> Result<R, Error> + 'static,
