@@ -111,6 +111,80 @@ pub unsafe trait Context: Sized {
     /// [`Context::new`], never the thread's.
     unsafe fn exit(from: *mut Self, to: *mut Self, value: usize) -> !;
 
+    /// The usable size of the stack the context runs on, in bytes; 0 for the thread's
+    /// context.
+    ///
+    /// ```
+    /// use greenlet_backends::{Context, DefaultContext, stack::GuardedStack};
+    ///
+    /// unsafe extern "C" fn never_run(_: usize, _: *mut ()) -> ! {
+    ///     unreachable!()
+    /// }
+    ///
+    /// let stack = GuardedStack::new(64 * 1024).unwrap();
+    /// let size = stack.usable_size();
+    /// let context = DefaultContext::new(stack, never_run, std::ptr::null_mut());
+    /// assert_eq!(context.stack_size(), size);
+    /// assert_eq!(DefaultContext::thread().stack_size(), 0);
+    /// # drop(unsafe { context.into_stack() });
+    /// ```
+    fn stack_size(&self) -> usize;
+
+    /// Makes `this`, a context that has exited, new again on its own stack: from then on
+    /// it is what `Self::new(stack, entry, data)` would have made of that stack, and
+    /// runs `entry(first_value, data)` when next resumed.
+    ///
+    /// The default moves the stack out and makes a new context on it. The assembly
+    /// backends rewrite in place only the few words that the run which exited overwrote:
+    /// a greenlet started on the stack its allocation kept writes three words rather than
+    /// a whole context (see the `greenlet` crate's state cache).
+    ///
+    /// ```
+    /// use greenlet_backends::{Context, DefaultContext, stack::GuardedStack};
+    /// use std::cell::UnsafeCell;
+    ///
+    /// struct Pair { main: UnsafeCell<DefaultContext>, child: UnsafeCell<DefaultContext> }
+    ///
+    /// unsafe extern "C" fn add_one(value: usize, data: *mut ()) -> ! {
+    ///     let pair = unsafe { &*(data as *const Pair) };
+    ///     unsafe { DefaultContext::exit(pair.child.get(), pair.main.get(), value + 1) }
+    /// }
+    ///
+    /// let stack = GuardedStack::new(64 * 1024).unwrap();
+    /// let pair = Box::new(Pair {
+    ///     main: UnsafeCell::new(DefaultContext::thread()),
+    ///     child: UnsafeCell::new(DefaultContext::new(stack, add_one, std::ptr::null_mut())),
+    /// });
+    /// let data = &*pair as *const Pair as *mut ();
+    /// unsafe { (*pair.child.get()).set_data(data) };
+    /// assert_eq!(unsafe { DefaultContext::switch(pair.main.get(), pair.child.get(), 1) }, 2);
+    /// // The child has exited: run it again, on the same stack.
+    /// unsafe { DefaultContext::restart(pair.child.get(), add_one, data) };
+    /// assert_eq!(unsafe { DefaultContext::switch(pair.main.get(), pair.child.get(), 7) }, 8);
+    /// # let child = pair.child.into_inner();
+    /// # drop(unsafe { child.into_stack() });
+    /// ```
+    ///
+    /// # Safety
+    ///
+    /// `this` points at a context made by [`Context::new`] (or restarted) that has left
+    /// its stack with [`Context::exit`] and has not been resumed since; nothing else
+    /// references it while this runs.
+    unsafe fn restart(this: *mut Self, entry: EntryFn, data: *mut ()) {
+        // SAFETY: the caller's contract: `this` is a valid context, not running, which is
+        // moved out here and written back below before anything reads it again.
+        let stack = unsafe { this.read().into_stack() };
+        let Some(stack) = stack else {
+            // Leave a context in the slot (one without a stack, harmless to drop) rather
+            // than the bits of the one moved out.
+            // SAFETY: as above.
+            unsafe { this.write(Self::thread()) };
+            panic!("Context::restart: the thread's context has no stack to restart on");
+        };
+        // SAFETY: as above.
+        unsafe { this.write(Self::new(stack, entry, data)) };
+    }
+
     /// Gives back the stack of a context that is not running.
     ///
     /// Returns `None` for the thread's context.

@@ -229,6 +229,94 @@ fn exited_context_stack_is_reused<C: Context + 'static>() {
     }
 }
 
+/// What [`adder_entry`] runs with: where it is, where it goes, what it adds.
+struct Adder<C> {
+    main: *mut C,
+    me: *mut C,
+    add: usize,
+    /// The address of a local of the entry's, to see which stack it ran on.
+    local_seen: Cell<usize>,
+}
+
+/// An entry other than [`fiber_entry`]: hands back what it got plus `add`, and exits.
+unsafe extern "C" fn adder_entry<C: Context>(value: usize, data: *mut ()) -> ! {
+    // SAFETY: `data` is an `Adder` that outlives the run (see the test below).
+    let adder = unsafe { &*(data as *const Adder<C>) };
+    let local = 0u8;
+    adder
+        .local_seen
+        .set(black_box(&local) as *const u8 as usize);
+    // SAFETY: nothing here owns anything; `main` is suspended in its switch to us.
+    unsafe { C::exit(adder.me, adder.main, value + adder.add) }
+}
+
+/// A context that has exited runs again where it is, on the same stack, as often as it
+/// is restarted: each time with the entry and data of that restart.
+fn exited_context_restarts_in_place<C: Context + 'static>() {
+    let main = thread_context::<C>();
+    let m = main.get();
+    let stack = GuardedStack::new(STACK_SIZE).expect("a test stack");
+    let (bottom, top, size) = (
+        stack.bottom() as usize,
+        stack.top() as usize,
+        stack.usable_size(),
+    );
+    let fiber = Fiber::<C>::on_stack(stack, move |_me, v| Exit {
+        to: m,
+        value: v * 2,
+    });
+    let ctx = fiber.ctx();
+    let fiber_data = &*fiber as *const Fiber<C> as *mut ();
+    // SAFETY: read while not running.
+    assert_eq!(unsafe { (*ctx).stack_size() }, size);
+    assert_eq!(switch(m, ctx, 5), 10);
+    for generation in 0..50 {
+        if generation % 2 == 0 {
+            // The same entry and data as before, with a new body.
+            fiber.body.set(Some(Box::new(move |_me, v| Exit {
+                to: m,
+                value: v + 3 * generation,
+            })));
+            // SAFETY: the context has exited; nothing else references it.
+            unsafe { C::restart(ctx, fiber_entry::<C>, fiber_data) };
+            assert_eq!(
+                switch(m, ctx, 1),
+                1 + 3 * generation,
+                "generation {generation}"
+            );
+        } else {
+            // Another entry, with other data.
+            let adder = Adder {
+                main: m,
+                me: ctx,
+                add: generation,
+                local_seen: Cell::new(0),
+            };
+            // SAFETY: as above; `adder` outlives the run, which ends before the switch
+            // returns.
+            unsafe { C::restart(ctx, adder_entry::<C>, &adder as *const Adder<C> as *mut ()) };
+            assert_eq!(
+                switch(m, ctx, 100),
+                100 + generation,
+                "generation {generation}"
+            );
+            assert!(
+                (bottom..top).contains(&adder.local_seen.get()),
+                "generation {generation} ran off its stack"
+            );
+        }
+        // SAFETY: read while not running.
+        assert_eq!(unsafe { (*ctx).stack_size() }, size);
+    }
+    assert_eq!(fiber.into_stack().top() as usize, top);
+    // SAFETY: read while not running.
+    assert_eq!(
+        unsafe { (*m).stack_size() },
+        0,
+        "the thread's context has no stack"
+    );
+}
+
 /// Computes many integer and float values from `$seed`, keeps them all live across
 /// `$got` (a switch, or a plain value for the reference result) and mixes them with it
 /// in a way the compiler cannot fold before `$got` is known.
@@ -600,6 +688,35 @@ fn backtrace_in_context_names_its_resumer<C: Context + 'static>() {
     assert!(trace.contains("resumer_with_a_distinctive_name"), "{trace}");
     assert!(
         trace.contains("backtrace_in_context_names_its_resumer"),
+        "{trace}"
+    );
+}
+
+/// A restarted context links its frames to its resumer's as a new one does.
+#[cfg(not(target_arch = "wasm32"))] // std::backtrace is `Unsupported` there
+fn backtrace_in_restarted_context_names_its_resumer<C: Context + 'static>() {
+    let main = thread_context::<C>();
+    let m = main.get();
+    let fiber = Fiber::<C>::new(move |_me, v| Exit { to: m, value: v });
+    let ctx = fiber.ctx();
+    // A first run, deeper than the next one, to leave frames below the top of the stack.
+    assert_eq!(switch(m, ctx, 7), 7);
+    let text = Rc::new(RefCell::new(String::new()));
+    fiber.body.set(Some(Box::new({
+        let text = text.clone();
+        move |_me, _| {
+            *text.borrow_mut() = std::backtrace::Backtrace::force_capture().to_string();
+            Exit { to: m, value: 0 }
+        }
+    })));
+    // SAFETY: the context has exited; nothing else references it.
+    unsafe { C::restart(ctx, fiber_entry::<C>, &*fiber as *const Fiber<C> as *mut ()) };
+    resumer_with_a_distinctive_name(m, ctx);
+    fiber.into_stack();
+    let trace = text.take();
+    assert!(trace.contains("resumer_with_a_distinctive_name"), "{trace}");
+    assert!(
+        trace.contains("backtrace_in_restarted_context_names_its_resumer"),
         "{trace}"
     );
 }
@@ -1088,11 +1205,14 @@ backend_tests!(
         many_contexts_switched_in_random_order,
         contexts_switch_directly_to_each_other,
         exited_context_stack_is_reused,
+        exited_context_restarts_in_place,
         callee_saved_registers_survive_switches,
         #[cfg(panic = "unwind")]
         panic_caught_inside_context,
         #[cfg(not(target_arch = "wasm32"))]
         backtrace_in_context_names_its_resumer,
+        #[cfg(not(target_arch = "wasm32"))]
+        backtrace_in_restarted_context_names_its_resumer,
         #[cfg(not(target_arch = "wasm32"))]
         backtrace_after_exit_into_a_context_is_clean,
         c_frames_on_a_suspended_context_survive,
@@ -1108,11 +1228,14 @@ backend_tests!(
         many_contexts_switched_in_random_order,
         contexts_switch_directly_to_each_other,
         exited_context_stack_is_reused,
+        exited_context_restarts_in_place,
         callee_saved_registers_survive_switches,
         #[cfg(panic = "unwind")]
         panic_caught_inside_context,
         #[cfg(not(target_arch = "wasm32"))]
         backtrace_in_context_names_its_resumer,
+        #[cfg(not(target_arch = "wasm32"))]
+        backtrace_in_restarted_context_names_its_resumer,
         #[cfg(not(target_arch = "wasm32"))]
         backtrace_after_exit_into_a_context_is_clean,
         c_frames_on_a_suspended_context_survive,

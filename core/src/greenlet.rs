@@ -186,8 +186,8 @@ impl Drop for Inner {
     }
 }
 
-/// The fields of [`Fields`] without drop glue, which [`Inner::drop_in_place_but_context`]
-/// skips.
+/// The fields of [`Fields`] without drop glue, which [`Inner::take_parent_of_bare`]
+/// leaves.
 const _: () = assert!(
     !std::mem::needs_drop::<OwnerAndState>()
         && !std::mem::needs_drop::<usize>()
@@ -195,18 +195,31 @@ const _: () = assert!(
 );
 
 impl Inner {
-    /// Drops the state at `this` in place, all but its context, which stays in the slot
-    /// (for the allocation's next state, see [`crate::shared`]). The usual case (a finished
-    /// greenlet that kept nothing but its parent and its context: no extras or closure) is
-    /// expanded in the caller, one test per field; anything else takes the
-    /// drop glue, `Drop for Inner` included.
+    /// Whether the state at `this`, being freed, holds nothing to drop but its parent
+    /// (and its context, which stays: see [`crate::shared`]): no extras, and the closure
+    /// gone. The usual finished greenlet; see [`Inner::take_parent_of_bare`].
     ///
     /// # Safety
     ///
-    /// As for `ptr::drop_in_place`: `this` is a live state that nothing uses any more, and
-    /// it is not used again but for its context slot. Its context is `None` or has exited.
+    /// `this` is a live state.
     #[inline(always)]
-    pub(crate) unsafe fn drop_in_place_but_context(this: *mut Inner) {
+    pub(crate) unsafe fn is_bare(this: *const Inner) -> bool {
+        // SAFETY: the caller's contract.
+        let fields = unsafe { &(*this).fields };
+        fields.extras.get().is_none() && fields.run.is_empty()
+    }
+
+    /// Moves the parent handle out of the bare state at `this` (see [`Inner::is_bare`]):
+    /// dropping it is all that dropping the state, but for its context, has to do.
+    /// Moved out bitwise, leaving the field stale: the state is not used again but for its
+    /// context slot.
+    ///
+    /// # Safety
+    ///
+    /// `this` is a live, bare state that nothing uses any more, and is not used again but
+    /// for its context slot. Its context is `None` or has exited.
+    #[inline(always)]
+    pub(crate) unsafe fn take_parent_of_bare(this: *const Inner) -> Option<Greenlet> {
         // Every field named, so that a new one cannot be missed here.
         // SAFETY: the caller's contract: the state is alive and nobody else reaches it.
         let Inner {
@@ -217,32 +230,26 @@ impl Inner {
                     is_main: _,
                     parent,
                     stack_size: _,
-                    extras,
-                    run,
+                    extras: _,
+                    run: _,
                 },
         } = unsafe { &*this };
-        let bare = extras.get().is_none() && run.is_empty();
-        if bare {
-            // Nothing left to drop but the parent (and the context, which stays): the
-            // other fields are empty or have no drop glue (checked above).
-            if let Some(parent) = parent.take() {
-                parent.drop_usually_not_last();
-            }
-        } else {
-            // SAFETY: the caller's contract.
-            unsafe { Inner::drop_in_place_but_context_in_full(this) }
-        }
+        // SAFETY: the caller's contract: the state is alive.
+        debug_assert!(unsafe { Inner::is_bare(this) });
+        // SAFETY: the caller's contract: the field is read once and never again (the other
+        // fields are empty or have no drop glue).
+        unsafe { parent.as_ptr().read() }
     }
 
-    /// [`Inner::drop_in_place_but_context`] for a state that is not the usual one: out of
-    /// line, so that the usual one needs no frame of its own.
+    /// Drops the state at `this` in place, all but its context, which stays in the slot
+    /// (for the allocation's next state, see [`crate::shared`]): for a state that is not
+    /// bare (see [`Inner::is_bare`]).
     ///
     /// # Safety
     ///
-    /// As for [`Inner::drop_in_place_but_context`].
-    #[cold]
-    #[inline(never)]
-    unsafe fn drop_in_place_but_context_in_full(this: *mut Inner) {
+    /// As for `ptr::drop_in_place`: `this` is a live state that nothing uses any more, and
+    /// it is not used again but for its context slot. Its context is `None` or has exited.
+    pub(crate) unsafe fn drop_in_place_but_context(this: *mut Inner) {
         // SAFETY: the caller's contract; the context is moved out first, so that the drop
         // glue finds `None`, and back after.
         unsafe {

@@ -3,7 +3,6 @@
 
 use std::any::Any;
 use std::fmt;
-use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 
 use crate::error::{Error, GreenletExit};
@@ -108,31 +107,6 @@ fn kill_if_suspended(greenlet: &Greenlet) {
     if greenlet.state() == State::Suspended && !greenlet.is_main() {
         kill_last_handle(greenlet);
     }
-}
-
-impl Greenlet {
-    /// Drops this handle, with the usual case expanded in the caller: other handles are
-    /// left, so nothing is killed or freed and only the count goes down. The rest goes out
-    /// of line. (A plain `drop` of a handle in code that frees a state was not expanded:
-    /// the compiler sees the recursion.)
-    #[inline(always)]
-    pub(crate) fn drop_usually_not_last(self) {
-        if Shared::count(&self.inner) > 1 {
-            let handle = ManuallyDrop::new(self);
-            // SAFETY: the count is above one; the pointer is moved out of a handle that is
-            // never used or dropped again.
-            unsafe { Shared::drop_not_last(std::ptr::read(&handle.inner)) }
-        } else {
-            drop_out_of_line(self);
-        }
-    }
-}
-
-/// [`Greenlet::drop_usually_not_last`] for the last handle.
-#[cold]
-#[inline(never)]
-fn drop_out_of_line(greenlet: Greenlet) {
-    drop(greenlet);
 }
 
 /// Delivers a `GreenletExit` to a suspended greenlet whose last handle is being dropped,

@@ -27,8 +27,8 @@ use std::ptr::{self, NonNull};
 use greenlet_backends::DefaultContext;
 use greenlet_backends::stack::running_on_valgrind;
 
-use crate::greenlet::{Fields, Inner};
-use crate::thread;
+use crate::greenlet::{Fields, Greenlet, Inner};
+use crate::thread::{self, ThreadState};
 
 /// At most this many freed allocations are kept per thread.
 const CACHE_LIMIT: usize = 64;
@@ -291,10 +291,12 @@ impl Clone for Shared {
         let count = &self.counted().count;
         // More handles than bytes of memory can only come from leaked handles
         // (`mem::forget` in a loop); stop rather than wrap around, as `Rc` does.
-        let Some(more) = count.get().checked_add(1) else {
-            std::process::abort()
-        };
+        // Tested once stored, as `Rc` does: the increment's own flags give the test.
+        let more = count.get().wrapping_add(1);
         count.set(more);
+        if more == 0 {
+            std::process::abort()
+        }
         Shared { ptr: self.ptr }
     }
 }
@@ -321,6 +323,8 @@ impl Drop for Shared {
 /// No handle refers to the allocation any more.
 #[inline(never)]
 unsafe fn free(ptr: NonNull<Counted>) {
+    // Every call out of here is its last act (a tail call), so that the usual path saves
+    // no register and needs no frame.
     // SAFETY: the allocation is alive (the caller's contract); only its address is taken.
     let inner = unsafe { &raw const (*ptr.as_ptr()).inner };
     // Not `thread::state`, which makes the state on first use: a greenlet's state exists
@@ -330,18 +334,64 @@ unsafe fn free(ptr: NonNull<Counted>) {
         return unsafe { free_late(ptr) };
     };
     if ptr::eq(ts.current_address(), inner) {
-        ts.orphan_current();
-        return;
+        return ts.orphan_current();
     }
     ts.forget_finished(inner);
-    // SAFETY: the caller's contract, and the thread state does not point at it either;
-    // the state is dropped exactly once, here, all but its context, which is `None` or
-    // has exited: no greenlet that has not finished loses its last handle in a thread
-    // that runs (a suspended one is killed first, or leaked if that fails; a main
-    // greenlet's state lives as long as its thread's state).
-    unsafe { Inner::drop_in_place_but_context(inner.cast_mut()) };
+    // From here on, the state is dropped exactly once, all but its context, which is
+    // `None` or has exited: no greenlet that has not finished loses its last handle in a
+    // thread that runs (a suspended one is killed first, or leaked if that fails; a main
+    // greenlet's state lives as long as its thread's state), and the thread state does not
+    // point at it any more.
+    // SAFETY: the caller's contract: the state is alive.
+    if !unsafe { Inner::is_bare(inner) } {
+        // SAFETY: as above.
+        return unsafe { free_in_full(ts, ptr) };
+    }
+    // SAFETY: as above; the state is bare.
+    match unsafe { Inner::take_parent_of_bare(inner) } {
+        Some(parent) if Shared::count(&parent.inner) > 1 => {
+            let parent = ManuallyDrop::new(parent);
+            // SAFETY: the count is above one; the pointer is moved out of a handle that is
+            // never used or dropped again.
+            unsafe { Shared::drop_not_last(ptr::read(&parent.inner)) }
+        }
+        None => {}
+        // SAFETY: as above.
+        Some(parent) => return unsafe { free_then_drop_last(ts, ptr, parent) },
+    }
     // SAFETY: the allocation is ours, and its state dropped but for its context.
     unsafe { ts.blocks.give(ptr) };
+}
+
+/// [`free`] for a state that is not bare: dropped in full, all but its context.
+///
+/// # Safety
+///
+/// As for [`free`], and the thread state (`ts`) no longer points at the state.
+#[cold]
+#[inline(never)]
+unsafe fn free_in_full(ts: &ThreadState, ptr: NonNull<Counted>) {
+    // SAFETY: the caller's contract: the state is dropped once, here.
+    unsafe {
+        Inner::drop_in_place_but_context(&raw mut (*ptr.as_ptr()).inner);
+        ts.blocks.give(ptr);
+    }
+}
+
+/// [`free`] for a bare state whose parent loses its last handle with it: the allocation
+/// goes to the cache first, then the parent's handle, whose drop kills or frees the parent
+/// and may run any code.
+///
+/// # Safety
+///
+/// As for [`free`], and the state has been dropped but for its context (`parent` moved
+/// out of it).
+#[cold]
+#[inline(never)]
+unsafe fn free_then_drop_last(ts: &ThreadState, ptr: NonNull<Counted>, parent: Greenlet) {
+    // SAFETY: the caller's contract.
+    unsafe { ts.blocks.give(ptr) };
+    drop(parent);
 }
 
 /// [`free`] when the thread state is gone (thread teardown): with no cache to keep the

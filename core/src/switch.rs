@@ -37,7 +37,7 @@ use std::mem::{ManuallyDrop, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
-use greenlet_backends::stack::{GuardedStack, StackError};
+use greenlet_backends::stack::StackError;
 use greenlet_backends::{Context, DefaultContext};
 
 use crate::error::Error;
@@ -461,79 +461,54 @@ fn transfer_unusual(
 /// Fails with the stack pool's error alone, which is small enough to come back in
 /// registers; `?` makes it an [`Error::NoStack`].
 fn prepare(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
-    debug_assert_eq!(greenlet.inner.owner_and_state.state(), State::Unstarted);
-    // SAFETY: no reference into the slot is alive: contexts are only reached through raw
-    // pointers (`context_ptr`), and not while we run here. An unstarted greenlet's slot
-    // holds `None` or a context that has exited, which nothing runs on. Moved out, not
-    // taken: `prepare_with` empties the slot (taking it would store `None` twice).
-    let left = unsafe { greenlet.inner.context.get().read() };
-    // SAFETY: as above.
-    prepare_with(
-        ts,
-        greenlet,
-        left.and_then(|context| unsafe { context.into_stack() }),
-    )
+    if restart_kept(ts, greenlet) {
+        return Ok(());
+    }
+    prepare_from_pool(ts, greenlet)
 }
 
-/// [`prepare`] once `left`, the stack the state kept (if any), has been moved out of the
-/// context slot, whose contents are stale from then on.
-fn prepare_with(
-    ts: &ThreadState,
-    greenlet: &Greenlet,
-    left: Option<GuardedStack>,
-) -> Result<(), StackError> {
-    // Written at once, so that the slot holds nothing stale if no stack can be had.
-    // SAFETY: no reference into the slot is alive (as in `prepare`); what it held was
-    // moved out, so it is written over without a drop.
-    unsafe { greenlet.inner.context.get().write(None) };
-    let size = greenlet.inner.stack_size;
-    let stack = match left {
-        Some(stack) if stack.usable_size() == size => stack,
-        left => {
-            if let Some(stack) = left {
-                ts.give_to_pool(stack);
-            }
-            ts.take_stack(size)?
-        }
-    };
-    start_on(ts, greenlet, stack);
-    Ok(())
-}
-
-/// [`prepare`] on the usual switch path: with the stack the state kept (see
-/// [`crate::shared`]), when it is the size asked for, expanded in the caller; the rest
-/// out of line. (Out of line, its call and frame were a twentieth of the usual create,
-/// run and drop.) Returns whether the greenlet got its stack; if not, the error is parked
-/// in the thread state (see [`Outcome`]): a `Result` to test cost the usual path three
-/// instructions.
+/// [`prepare`] on the usual switch path: [`restart_kept`] expanded in the caller, the
+/// pool out of line. (Out of line, its call and frame were a twentieth of the usual
+/// create, run and drop.) Returns whether the greenlet got its stack; if not, the error
+/// is parked in the thread state (see [`Outcome`]): a `Result` to test cost the usual
+/// path three instructions.
 #[inline(always)]
 fn prepare_usual(ts: &ThreadState, greenlet: &Greenlet) -> bool {
+    restart_kept(ts, greenlet) || prepare_or_park(ts, greenlet)
+}
+
+/// Starts the unstarted `greenlet` on the stack its state kept, if there is one of the
+/// size asked for: the context the allocation's last greenlet left, which has exited, is
+/// made new again where it is ([`Context::restart`]: three words on its stack and its
+/// stack pointer, rather than a whole context built and moved into the slot). Returns
+/// whether it did; if not, nothing has changed.
+#[inline(always)]
+fn restart_kept(ts: &ThreadState, greenlet: &Greenlet) -> bool {
     debug_assert_eq!(greenlet.inner.owner_and_state.state(), State::Unstarted);
-    let slot = greenlet.inner.context.get();
-    // SAFETY: as in `prepare`; only the `Option` tag is read.
-    if unsafe { (*slot).is_none() } {
-        return prepare_or_park(ts, greenlet, None);
-    }
-    // What the allocation's last greenlet left, an exited context, moved out: the slot is
-    // written again before anything reads it, by `start_on` or `prepare_with`. (Taken
-    // out, with `None` stored in its place, one store more.)
-    // SAFETY: as in `prepare`.
-    let left = unsafe { slot.read() }.and_then(|context| unsafe { context.into_stack() });
-    match left {
-        Some(stack) if stack.usable_size() == greenlet.inner.stack_size => {
-            start_on(ts, greenlet, stack);
+    // SAFETY: no other reference into the slot is alive: contexts are only reached through
+    // raw pointers (`context_ptr`), and not while we run here.
+    let kept = unsafe { &mut *greenlet.inner.context.get() };
+    match kept {
+        Some(context) if context.stack_size() == greenlet.inner.stack_size => {
+            let data = ptr::from_ref(ts).cast_mut().cast::<()>();
+            // SAFETY: an unstarted greenlet's slot holds `None` or a context that has
+            // exited (the one its allocation's last greenlet left), which nothing runs on
+            // or references.
+            unsafe { DefaultContext::restart(context, greenlet.inner.run.entry(), data) };
+            // Started (see `Inner::state`): running once the caller has switched to it.
+            greenlet.inner.owner_and_state.set(ts.keys.suspended);
             true
         }
-        left => prepare_or_park(ts, greenlet, left),
+        _ => false,
     }
 }
 
-/// [`prepare_with`] for [`prepare_usual`], out of line: returns whether the greenlet got
-/// a stack; if not, parks the error.
+/// [`prepare_from_pool`] for [`prepare_usual`], out of line: returns whether the greenlet
+/// got a stack; if not, parks the error.
 #[cold]
 #[inline(never)]
-fn prepare_or_park(ts: &ThreadState, greenlet: &Greenlet, left: Option<GuardedStack>) -> bool {
-    match prepare_with(ts, greenlet, left) {
+fn prepare_or_park(ts: &ThreadState, greenlet: &Greenlet) -> bool {
+    match prepare_from_pool(ts, greenlet) {
         Ok(()) => true,
         Err(error) => {
             ts.park_error::<()>(error.into());
@@ -542,22 +517,26 @@ fn prepare_or_park(ts: &ThreadState, greenlet: &Greenlet, left: Option<GuardedSt
     }
 }
 
-/// Gives the unstarted `greenlet`, whose context slot is empty, the context on `stack`
-/// that starts it.
-#[inline(always)]
-fn start_on(ts: &ThreadState, greenlet: &Greenlet, stack: GuardedStack) {
+/// [`prepare`] when the state kept no stack of the size asked for: the one it kept, if
+/// any, goes to the pool, and the greenlet gets one from there.
+fn prepare_from_pool(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
     debug_assert_eq!(greenlet.inner.owner_and_state.state(), State::Unstarted);
-    let slot = greenlet.inner.context.get();
-    let ts_ptr = ptr::from_ref(ts).cast_mut().cast::<()>();
-    let context = DefaultContext::new(stack, greenlet.inner.run.entry(), ts_ptr);
-    // SAFETY: no reference into the slot is alive (as in `prepare_usual`). The slot is
-    // empty (the caller's duty: what was left there was taken out), so writing over it
-    // without dropping its old contents loses nothing.
-    unsafe { slot.write(Some(context)) };
-    // Started (see `Inner::state`): running once the caller has switched to it.
+    // Emptied at once, so that the slot holds nothing stale if no stack can be had.
+    // SAFETY: as in `restart_kept`; what the slot held, `None` or a context that has
+    // exited, is ours to take apart.
+    let left = unsafe { (*greenlet.inner.context.get()).take() };
+    // SAFETY: as above: an exited context.
+    if let Some(stack) = left.and_then(|context| unsafe { context.into_stack() }) {
+        ts.give_to_pool(stack);
+    }
+    let stack = ts.take_stack(greenlet.inner.stack_size)?;
+    let data = ptr::from_ref(ts).cast_mut().cast::<()>();
+    let context = DefaultContext::new(stack, greenlet.inner.run.entry(), data);
+    // SAFETY: as above; the slot is empty, so writing over it loses nothing.
+    unsafe { greenlet.inner.context.get().write(Some(context)) };
     greenlet.inner.owner_and_state.set(ts.keys.suspended);
+    Ok(())
 }
-
 /// Switches from the running greenlet to `target`, a suspended or freshly prepared
 /// greenlet of this thread, and returns what the running greenlet receives once resumed.
 ///
@@ -741,7 +720,7 @@ fn trace_after_switch(
 
 /// The first function on the stack of a greenlet whose closure is an `F`; `received` is
 /// what the first switch carried (see [`receive`]) and `data` the thread state of the
-/// thread that prepared the greenlet (see [`start_on`]).
+/// thread that prepared the greenlet (see [`prepare`]).
 ///
 /// One per closure type (its [`EntryClosure`](crate::entry::EntryClosure) table names it),
 /// so that the closure is called directly and can be expanded here.
@@ -756,7 +735,7 @@ fn trace_after_switch(
 ///
 /// # Safety
 ///
-/// Only a context made by [`start_on`] calls it, once: for a greenlet whose closure is an
+/// Only a context made by [`prepare`] calls it, once: for a greenlet whose closure is an
 /// `F` (the entry its closure's table names), with `data` the state of the thread that
 /// runs it and `received` what the switch that started it carried, not taken yet.
 pub(crate) unsafe extern "C" fn greenlet_entry<F, R>(received: usize, data: *mut ()) -> !
@@ -847,7 +826,7 @@ fn finish_inline(ts: &ThreadState, outcome: impl Outgoing) -> ! {
         // Its stored state (a greenlet's parent is always of its thread): the parent is
         // not the running greenlet, we are.
         Some(parent) if parent.inner.owner_and_state.word() == ts.keys.suspended => {
-            leave(ts, parent, outcome)
+            leave(ts, me, parent, outcome)
         }
         _ => finish_further(ts, me.parent(), outcome),
     }
@@ -858,10 +837,10 @@ fn finish_inline(ts: &ThreadState, outcome: impl Outgoing) -> ! {
 #[inline(never)]
 fn finish_further(ts: &ThreadState, parent: Option<Greenlet>, outcome: impl Outgoing) -> ! {
     match finish_target(ts, parent) {
-        Ok(target) => leave(ts, target, outcome),
+        Ok(target) => leave(ts, ts.current_inner(), target, outcome),
         Err((target, error)) => {
             drop(outcome);
-            leave(ts, target, Delivery::Error(error))
+            leave(ts, ts.current_inner(), target, Delivery::Error(error))
         }
     }
 }
@@ -898,21 +877,25 @@ fn finish_target(
     }
 }
 
-/// Leaves the finished current greenlet's stack for good, switching to `target`.
+/// Leaves the finished current greenlet's stack for good, switching to `target`. `me` is
+/// the current greenlet's state, as the caller found it (reading it again here cost a load:
+/// the compiler cannot tell that the stores before did not change it).
 ///
 /// A plain value goes as in the usual switch ([`switch_to`]): the stack left behind is not
 /// the resumed side's to reclaim, but the thread state's, later (see
 /// [`ThreadState::record_finished`]), so finishing needs no handoff.
 #[inline(always)]
-fn leave(ts: &ThreadState, target: impl Borrow<Greenlet>, outcome: impl Outgoing) -> ! {
+fn leave(ts: &ThreadState, me: &Inner, target: impl Borrow<Greenlet>, outcome: impl Outgoing) -> ! {
+    debug_assert!(ptr::eq(me, ts.current_address()));
     let mut parked = MaybeUninit::uninit();
     let mut handoff = MaybeUninit::uninit();
     let (from, to, carried) = {
         let handle = target.borrow();
         let to = handle.context_ptr();
-        let origin = ts.replace_current(Shared::as_ptr(&handle.inner));
-        // SAFETY: our own state, alive until the receiving side releases it.
-        let origin_inner = unsafe { &*origin };
+        ts.set_current(Shared::as_ptr(&handle.inner));
+        let origin = ptr::from_ref(me);
+        // Our own state, alive until the receiving side releases it.
+        let origin_inner = me;
         let from = origin_inner.context_ptr();
         // As in `switch_to`: a greenlet that finishes without a handle left is freed by
         // the receiving side.

@@ -344,6 +344,39 @@ unsafe impl Context for AsmContext {
         }
     }
 
+    #[inline]
+    fn stack_size(&self) -> usize {
+        self.stack.as_ref().map_or(0, GuardedStack::usable_size)
+    }
+
+    // Only the switch frame and the data word are written: the run that exited entered
+    // `entry` from `trampoline` with sp at top - 32 and wrote nothing above that but
+    // the link slot, which the next switch in rewrites before anything reads it. The
+    // trampoline address and the padding above are as `new` wrote them.
+    #[inline]
+    unsafe fn restart(this: *mut Self, entry: EntryFn, data: *mut ()) {
+        // SAFETY: the caller's contract: `this` is a context made by `new` that has exited,
+        // referenced by nothing else, so its stack is ours and nothing runs on it; the
+        // words written lie in the part of it `new` checked.
+        unsafe {
+            debug_assert!(
+                (*this).stack.is_some(),
+                "Context::restart: the thread's context has no stack to restart on"
+            );
+            // A context made by `new` has a stack (the caller's contract).
+            let stack = (*this).stack.as_ref().unwrap_unchecked();
+            let top = stack.top().cast::<usize>();
+            let frame = top.sub((TOP_RESERVED + SWITCH_FRAME) / 8);
+            top.sub(TOP_DATA).write(data as usize);
+            frame.add(X29_WORD).write(0);
+            frame
+                .add(RESUME_WORD)
+                .write(trampoline as *const () as usize);
+            frame.add(X19_WORD).write(entry as usize);
+            (*this).sp = frame.cast::<u8>();
+        }
+    }
+
     unsafe fn set_data(&mut self, data: *mut ()) {
         debug_assert!(
             self.stack.is_some(),
@@ -424,7 +457,11 @@ unsafe impl Context for AsmContext {
                 !(*to).sp.is_null(),
                 "switch to a context that cannot resume"
             );
-            (*from).sp = ptr::null_mut();
+            // Only for the assertion above: nothing else reads an exited context's `sp`
+            // (`restart` writes it anew).
+            if cfg!(debug_assertions) {
+                (*from).sp = ptr::null_mut();
+            }
             asm!(
                 "ldr x12, [x2, #{sp}]",
                 "ldr x11, [x2, #{link}]",

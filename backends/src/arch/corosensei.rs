@@ -36,6 +36,9 @@ pub struct CoroContext {
     yielder: *const Yielder<Resume, Transfer>,
     entry: Option<EntryFn>,
     data: *mut (),
+    /// The usable size of the coroutine's stack (0 for the thread's context), which
+    /// corosensei does not tell.
+    stack_size: usize,
 }
 
 // SAFETY: a `GuardedStack` owns a mapping with a guard page below `bottom` and at least
@@ -72,11 +75,13 @@ unsafe impl Context for CoroContext {
             yielder: std::ptr::null(),
             entry: None,
             data: std::ptr::null_mut(),
+            stack_size: 0,
         }
     }
 
     fn new(stack: GuardedStack, entry: EntryFn, data: *mut ()) -> Self {
         CoroContext {
+            stack_size: stack.usable_size(),
             coroutine: Some(Coroutine::with_stack(stack, coroutine_body)),
             yielder: std::ptr::null(),
             entry: Some(entry),
@@ -142,6 +147,11 @@ unsafe impl Context for CoroContext {
         });
         // The driver resets an exited coroutine; it is never resumed.
         std::process::abort()
+    }
+
+    #[inline]
+    fn stack_size(&self) -> usize {
+        self.stack_size
     }
 
     unsafe fn into_stack(mut self) -> Option<GuardedStack> {

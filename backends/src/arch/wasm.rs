@@ -342,6 +342,11 @@ unsafe impl Context for WasmContext {
         fatal_abi("exit", status, target)
     }
 
+    #[inline]
+    fn stack_size(&self) -> usize {
+        self.stack.as_ref().map_or(0, GuardedStack::usable_size)
+    }
+
     unsafe fn into_stack(self) -> Option<GuardedStack> {
         let stack = self.stack?;
         let state = abi::state(self.fiber);
