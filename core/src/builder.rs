@@ -5,7 +5,7 @@ use greenlet_backends::stack::DEFAULT_STACK_SIZE;
 use crate::entry::EntryClosure;
 use crate::error::Error;
 use crate::fp::{self, OwnFp};
-use crate::greenlet::{Fields, Greenlet, State};
+use crate::greenlet::{Fields, Greenlet};
 use crate::owner::OwnerAndState;
 use crate::shared::Shared;
 use crate::thread::{self, ThreadState};
@@ -166,9 +166,13 @@ where
     F: FnOnce(Value) -> Result<R, Error> + 'static,
     R: 'static,
 {
+    debug_assert_eq!(
+        ts.keys.unstarted,
+        OwnerAndState::key(ts.serial, crate::greenlet::State::Unstarted)
+    );
     let inner = Shared::new(Some(&ts.blocks), || {
         Fields::new(
-            OwnerAndState::new(ts.serial, State::Unstarted),
+            OwnerAndState::with_key(ts.keys.unstarted),
             Some(parent),
             stack_size,
             EntryClosure::new(run),

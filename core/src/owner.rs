@@ -27,6 +27,14 @@ impl OwnerAndState {
         OwnerAndState(AtomicU64::new(Self::key(serial, state)))
     }
 
+    /// A word holding `key`, one of [`OwnerAndState::key`]'s (a thread keeps the ones its
+    /// greenlets use most: see `crate::thread::SwitchKeys`, whose word for an unstarted
+    /// greenlet a new one takes with one load).
+    #[inline]
+    pub(crate) fn with_key(key: u64) -> Self {
+        OwnerAndState(AtomicU64::new(key))
+    }
+
     /// What the word holds for a greenlet of the thread with `serial` in `state`: compare
     /// it with [`OwnerAndState::word`] to test both at once.
     #[inline]

@@ -384,8 +384,9 @@ fn transfer_usual(
     if unstarted && !prepare_usual(ts, handle) {
         return refuse_parked(ManuallyDrop::into_inner(delivery));
     }
-    // A switch to oneself: the running greenlet's stored state is `Suspended` too.
-    if !ptr::eq(Shared::as_ptr(&handle.inner), ts.current_address()) {
+    // A switch to oneself: the running greenlet's stored state is `Suspended` too (an
+    // unstarted one is never running: no need to look).
+    if unstarted || !ptr::eq(Shared::as_ptr(&handle.inner), ts.current_address()) {
         return switch_to(ts, target, ManuallyDrop::into_inner(delivery), false);
     }
     transfer_unusual(ts, target, ManuallyDrop::into_inner(delivery))
