@@ -95,8 +95,9 @@ pub unsafe trait Context: Sized {
     /// # Safety
     ///
     /// `from` is the context that is running now; `to` is a context of this thread that is
-    /// new or suspended (never one that has exited). Neither may move in memory until it
-    /// has been resumed again or has exited.
+    /// new or suspended (never one that has exited). A context stays where it is in memory
+    /// from the first switch into it until it has exited (the assembly backends' unwind
+    /// information finds it through its address); before that, it may move.
     unsafe fn switch(from: *mut Self, to: *mut Self, value: usize) -> usize;
 
     /// Leaves `from` for good and resumes `to`, handing it `value`.

@@ -84,52 +84,60 @@
 //!
 //! ```text
 //!              +------------------+  <- GuardedStack::top(), 16-byte aligned
-//!    top -  8  | trampoline addr  |  return-address half of the bottom frame record
-//!    top - 16  | link             |  <- x29 inside `trampoline` points here
-//!    top - 24  | data             |  [`AsmContext::set_data`] rewrites this word
-//!    top - 32  | 0 (padding)      |  <- sp inside `trampoline`, 16-byte aligned
+//!    top -  8  | data             |  [`AsmContext::set_data`] rewrites this word
+//!    top - 16  | 0 (unused)       |  <- sp inside `trampoline`, 16-byte aligned
 //!              +------------------+
-//!    top - 40  | 0 (unused)       |
-//!    top - 48  | x19 = entry      |
-//!    top - 56  | trampoline addr  |  "resume address": the first switch branches here
-//!    top - 64  | x29 = 0          |
-//!              +------------------+  <- initial AsmContext::sp = top - 32 - 32 = top - 64
+//!    top - 24  | 0 (unused)       |
+//!    top - 32  | x19 = entry      |
+//!    top - 40  | trampoline addr  |  "resume address": the first switch branches here
+//!    top - 48  | x29 = link word  |  the address of a word that points at `TERMINAL_FRAME`
+//!              +------------------+  <- initial AsmContext::sp = top - 16 - 32 = top - 48
 //! ```
 //!
-//! The first switch in loads this frame, sets sp = top - 64 + 32 = top - 32 and branches
-//! into `trampoline` with the value switched in still in x0, where the block keeps it.
-//! The trampoline enters `entry(value, data)` with sp = top - 32: 16-byte aligned, as
-//! AAPCS64 requires. It does not `blr` to it: it sets the return address in x30 itself and
-//! branches with `br`, so that the return-address predictor gets no entry that `entry`
-//! (which never returns) would leave there, mispredicting the next return of the code
-//! resumed after this context ends. `entry` never returns, so nothing above top - 32 is
-//! ever popped.
-//! Nothing on the stack points at the [`AsmContext`] itself, which may move freely until
-//! it is first resumed.
+//! The first switch in loads this frame, sets sp = top - 48 + 32 = top - 16 and branches
+//! into `trampoline` with the value switched in still in x0, where the block keeps it,
+//! and the context's address in x2. The trampoline points x29 at the context (for the
+//! unwinder: see below) and enters `entry(value, data)` with sp = top - 16: 16-byte
+//! aligned, as AAPCS64 requires. It does not `blr` to it: it sets the return address in
+//! x30 itself and branches with `br`, so that the return-address predictor gets no entry
+//! that `entry` (which never returns) would leave there, mispredicting the next return of
+//! the code resumed after this context ends. `entry` never returns, so nothing at or
+//! above top - 16 is ever popped, or written by the code that runs on the stack.
+//!
+//! [`AsmContext::restart`] makes an exited context new again in place: the run that
+//! exited wrote nothing at or above top - 16, so it writes the switch frame, `data` and
+//! `sp` alone.
 //!
 //! # Linked backtraces
 //!
-//! The word at top - 16, the *link*, points at the frame record of the switch frame of
-//! whoever resumed this context last: every switch into a context rewrites it
-//! (`AsmContext::link` says where it is). A thread's context has no such slot; its
-//! `link` points at `LINK_SINK`, a thread-local word nothing reads, so that the switch
-//! writes a link without asking whether there is one. `trampoline`'s CFI tells the
-//! unwinder that its caller's CFA is `[sp + 16] + 32`, read through the link, and that
-//! the caller's x29, resume address (the return-address column, x30) and x19 are saved
-//! below that CFA as in any switch frame. From there the unwinder is in the resumer's own
-//! function, at the label ending its switch, with sp as it was when the switch began:
-//! that function's own CFI, which knows nothing of the switch frame, describes the rest
-//! of its frame, including the x20-x28 and d8-d15 its prologue saved. Backtraces,
-//! debuggers and the panic runtime's search phase therefore walk from a context's
-//! frames into the code that resumed it, and on through that code's own resumer.
+//! Every context has a *link*, its first field, which points at the frame record of the
+//! switch frame of whoever resumed it last: every switch into a context rewrites it.
+//! `trampoline` keeps the context's address in x29, which every function it enters saves
+//! and restores as the ABI requires, and its CFI tells the unwinder that its caller's CFA
+//! is `[x29] + 32`: the link, plus the switch frame's four words; and that the caller's
+//! x29, resume address (the return-address column, x30) and x19 are saved below that CFA
+//! as in any switch frame. From there the unwinder is in the resumer's own function, at
+//! the label ending its switch, with sp as it was when the switch began: that function's
+//! own CFI, which knows nothing of the switch frame, describes the rest of its frame,
+//! including the x20-x28 and d8-d15 its prologue saved. Backtraces, debuggers and the
+//! panic runtime's search phase therefore walk from a context's frames into the code that
+//! resumed it, and on through that code's own resumer.
+//!
+//! The link lives in the context rather than on its stack so that a switch writes it with
+//! one store, through the target's address, which it holds anyway; a slot on the stack
+//! took a load of its address first. The price is that a context must not move once it
+//! has been resumed, until it exits (the [`Context`] contract): x29 holds its address.
+//! (A thread's context gets a link too, which nothing reads.)
 //!
 //! The stores in the switch carry no CFI of their own: the block sits inside a function
 //! the compiler lays out, whose CFA may be defined by sp or by x29, so no directive in
 //! it could be right in both cases. Each store names instead the lines of
 //! `trampoline`'s CFI that describe it once the context is suspended. (An unwinder
-//! stopped *inside* the twelve instructions of a switch, by a sampling profiler for
+//! stopped *inside* the dozen instructions of a switch, by a sampling profiler for
 //! instance, sees the enclosing function's CFI and may misplace that one frame;
-//! corosensei has the same window.)
+//! corosensei has the same window. So has the first instruction of the trampoline,
+//! before x29 holds the context's address: the switch frame gives x29 the address of a
+//! word that points at `TERMINAL_FRAME`, which ends the unwind there.)
 //!
 //! This chain only ever names suspended frames: the context that resumed us has been
 //! suspended since, and so has the one that resumed it, back to the thread's stack.
@@ -137,8 +145,10 @@
 //! going away, so `exit` points the target's link at `TERMINAL_FRAME`, a switch frame
 //! of zeros whose resume address 0 ends every unwind.
 //!
-//! The frame record at top - 16, {link, trampoline address}, continues the x29 chain in
-//! the same way, for profilers that walk frame pointers instead of reading CFI.
+//! The link and the word after it in the context, an address inside `trampoline`, form a
+//! frame record {link, return address}: x29 pointing at the context continues the x29
+//! chain into the resumer's switch frame, for profilers that walk frame pointers instead
+//! of reading CFI.
 //!
 //! `trampoline` is marked as a signal frame, as corosensei does: GDB refuses a backtrace
 //! whose frame addresses go down, which is what a jump to a stack mapped below the
@@ -155,7 +165,6 @@
 use crate::stack::GuardedStack;
 use crate::{Context, EntryFn};
 use core::arch::{asm, naked_asm};
-use core::cell::Cell;
 use core::mem::offset_of;
 use core::ptr::{self, NonNull};
 
@@ -190,20 +199,27 @@ use core::ptr::{self, NonNull};
 /// afterwards would read the freed stack.
 #[repr(C)]
 pub struct AsmContext {
+    /// The frame record of the switch frame of whoever resumed this context last (see the
+    /// module docs), rewritten by every switch into it; `TERMINAL_FRAME` until then. Never
+    /// null, which gives `Option<AsmContext>` a niche: a `Some` is the context itself, at
+    /// offset 0, with no tag in front. With `return_address`, the bottom frame record of
+    /// the context's x29 chain.
+    link: NonNull<u8>,
+    /// An address inside `trampoline`: the return-address half of the frame record above.
+    return_address: usize,
     /// Where the switch frame of the suspended context is; null for a thread context
     /// that has never been switched away from.
     sp: *mut u8,
-    /// The link slot at the top of this context's stack, rewritten on every switch into
-    /// the context; this thread's `LINK_SINK` for the thread's context. Never null, which
-    /// gives `Option<AsmContext>` a niche: a `Some` is the context itself, at offset 0,
-    /// with no tag in front.
-    link: NonNull<*const u8>,
     /// `None` for the thread's context.
     stack: Option<GuardedStack>,
 }
 
 // The niche the greenlet core's layout relies on (see `AsmContext::link`).
 const _: () = assert!(size_of::<Option<AsmContext>>() == size_of::<AsmContext>());
+// `trampoline`'s CFI reads the link at offset 0 of the context, and its x29 points at the
+// frame record {link, return address}.
+const _: () = assert!(offset_of!(AsmContext, link) == 0);
+const _: () = assert!(offset_of!(AsmContext, return_address) == 8);
 
 /// Bytes in a switch frame: saved x29, resume address, saved x19 and an unused word that
 /// keeps sp 16-byte aligned.
@@ -213,18 +229,19 @@ const SWITCH_FRAME: usize = 4 * 8;
 const X29_WORD: usize = 0;
 const RESUME_WORD: usize = 1;
 const X19_WORD: usize = 2;
-/// Bytes above the initial switch frame: padding, data, link, trampoline address.
-const TOP_RESERVED: usize = 4 * 8;
+/// Bytes above the initial switch frame: an unused word, and data.
+const TOP_RESERVED: usize = 2 * 8;
 /// Word offsets from the top of a new context's stack, counted down (see the diagram).
-const TOP_TRAMPOLINE: usize = 1;
-const TOP_LINK: usize = 2;
-const TOP_DATA: usize = 3;
-/// `data` seen from the initial switch frame's start: top - 24 = (top - 64) + 40.
+const TOP_DATA: usize = 1;
+const TOP_UNUSED: usize = 2;
+/// `data` seen from the initial switch frame's start: top - 8 = (top - 48) + 40.
 const DATA_WORD: usize = (TOP_RESERVED + SWITCH_FRAME) / 8 - TOP_DATA;
 
-// The assembly and the CFI bytes spell both sizes out as 32 (see the module docs).
-const _: () = assert!(SWITCH_FRAME == 32 && TOP_RESERVED == 32);
+// The assembly and the CFI bytes spell out the switch frame as 32 bytes, and `data` at
+// sp + 8 inside `trampoline` (see the module docs).
+const _: () = assert!(SWITCH_FRAME == 32 && TOP_RESERVED == 16);
 const _: () = assert!(SWITCH_FRAME.is_multiple_of(16) && TOP_RESERVED.is_multiple_of(16));
+const _: () = assert!((TOP_UNUSED - TOP_DATA) * 8 == 8);
 // x19 at CFA - 16, where `trampoline`'s CFI and the `str x19, [sp, #16]` of the switch
 // put it; the word above it is the unused one.
 const _: () = assert!(X19_WORD * 8 == SWITCH_FRAME - 16);
@@ -235,11 +252,14 @@ const _: () = assert!(DATA_WORD == 5);
 /// address and x19 from it, so the whole frame must exist.
 static TERMINAL_FRAME: [usize; SWITCH_FRAME / 8] = [0; SWITCH_FRAME / 8];
 
-std::thread_local! {
-    /// Where switches into a thread's context write the link it has no slot for; never
-    /// read. Constant-initialised and without a destructor, so it lives, at one address,
-    /// as long as the thread.
-    static LINK_SINK: Cell<*const u8> = const { Cell::new(ptr::null()) };
+/// What x29 holds in a new context until its `trampoline` points it at the context: the
+/// address of this word, which reads, as a context's link would, `TERMINAL_FRAME`.
+static TERMINAL_LINK: &[usize; SWITCH_FRAME / 8] = &TERMINAL_FRAME;
+
+/// The return-address half of the bottom frame record of every context: an address inside
+/// `trampoline`, for frame-pointer walkers to name.
+fn trampoline_return_address() -> usize {
+    trampoline as *const () as usize + 4
 }
 
 /// The second half of a switch, shared by [`AsmContext::switch`] and
@@ -265,27 +285,31 @@ macro_rules! resume_x12 {
 /// The bottom frame of every context: enters `entry(value, data)`, which never returns.
 ///
 /// Never called: the first switch into a new context branches into it with sp at
-/// top - 32, x0 = the value switched in and x19 = entry (see the module docs).
+/// top - 16, x0 = the value switched in, x2 = the context, x19 = entry and x29 = the
+/// address of `TERMINAL_LINK` (see the module docs).
 #[unsafe(naked)]
 unsafe extern "C" fn trampoline() {
     naked_asm!(
         ".cfi_startproc",
         ".cfi_signal_frame",
-        // The caller (the resumer) has CFA = [link] + 32 and link = sp + 16, so:
+        // The caller (the resumer) has CFA = [x29] + 32, so:
         //   0x0f        DW_CFA_def_cfa_expression
         //   5           length of the expression in bytes
-        //   0x8f 0x10   DW_OP_breg31 (sp) + 16: the address of the link slot
-        //   0x06        DW_OP_deref: the link, the resumer's switch frame
+        //   0x8d 0x00   DW_OP_breg29 (x29) + 0: the context's address
+        //   0x06        DW_OP_deref: its link (its first field), the resumer's switch frame
         //   0x23 0x20   DW_OP_plus_uconst 32: past its four words, to the resumer's CFA
-        // sp stays at top - 32 throughout, so this rule holds everywhere in the function.
-        ".cfi_escape 0x0f, 5, 0x8f, 0x10, 0x06, 0x23, 0x20",
+        // x29 keeps the context's address from the first instruction on (the functions
+        // `entry` calls save and restore it), so this one rule holds everywhere.
+        ".cfi_escape 0x0f, 5, 0x8d, 0x00, 0x06, 0x23, 0x20",
         // The resumer's registers, where its switch frame keeps them below that CFA. x30
         // is the return-address column: the resumer continues at its resume address.
         ".cfi_offset x19, -16",
         ".cfi_offset x30, -24",
         ".cfi_offset x29, -32",
-        // Frame-pointer walkers: x29 -> {link, trampoline address} -> the resumer.
-        "add x29, sp, #16",
+        // The context, in x2 since the switch, is where the unwinder finds the link; for
+        // frame-pointer walkers, its first two words are the frame record {link, an
+        // address in here} -> the resumer.
+        "mov x29, x2",
         "ldr x1, [sp, #8]",
         // Into `entry` as `blr` would, but without pushing on the return-address
         // predictor (see the module docs): the return address is set by hand.
@@ -303,11 +327,9 @@ unsafe impl Context for AsmContext {
 
     fn thread() -> Self {
         AsmContext {
+            link: NonNull::from(&TERMINAL_FRAME).cast(),
+            return_address: 0,
             sp: ptr::null_mut(),
-            // The context is only ever used on this thread (it is not `Send`), where the
-            // sink stays valid; writing to it through this pointer is all anyone does.
-            // SAFETY: a thread-local's address is never null.
-            link: unsafe { NonNull::new_unchecked(LINK_SINK.with(Cell::as_ptr)) },
             stack: None,
         }
     }
@@ -319,27 +341,24 @@ unsafe impl Context for AsmContext {
         assert!(stack.usable_size() >= TOP_RESERVED + SWITCH_FRAME);
         let top = stack.top().cast::<usize>();
         let tramp = trampoline as *const () as usize;
-        // SAFETY: `top` is 16-byte aligned and the 64 bytes below it lie in the usable
+        // SAFETY: `top` is 16-byte aligned and the 48 bytes below it lie in the usable
         // part of a stack we own exclusively (checked just above); nothing runs on it yet.
-        // The loop zeroes every word, the unused word of the switch frame included.
-        let (sp, link) = unsafe {
+        // The loop zeroes every word, the unused ones included.
+        let sp = unsafe {
             let frame = top.sub((TOP_RESERVED + SWITCH_FRAME) / 8);
             for word in 0..(TOP_RESERVED + SWITCH_FRAME) / 8 {
                 frame.add(word).write(0);
             }
-            top.sub(TOP_TRAMPOLINE).write(tramp);
-            top.sub(TOP_LINK).write(TERMINAL_FRAME.as_ptr() as usize);
             top.sub(TOP_DATA).write(data as usize);
-            frame.add(X29_WORD).write(0);
+            frame.add(X29_WORD).write(&raw const TERMINAL_LINK as usize);
             frame.add(RESUME_WORD).write(tramp);
             frame.add(X19_WORD).write(entry as usize);
-            // An address inside the stack: never null.
-            let link = NonNull::new_unchecked(top.sub(TOP_LINK).cast::<*const u8>());
-            (frame.cast::<u8>(), link)
+            frame.cast::<u8>()
         };
         AsmContext {
+            link: NonNull::from(&TERMINAL_FRAME).cast(),
+            return_address: trampoline_return_address(),
             sp,
-            link,
             stack: Some(stack),
         }
     }
@@ -350,9 +369,7 @@ unsafe impl Context for AsmContext {
     }
 
     // Only the switch frame and the data word are written: the run that exited entered
-    // `entry` from `trampoline` with sp at top - 32 and wrote nothing above that but
-    // the link slot, which the next switch in rewrites before anything reads it. The
-    // trampoline address and the padding above are as `new` wrote them.
+    // `entry` from `trampoline` with sp at top - 16 and wrote nothing there or above.
     #[inline]
     unsafe fn restart(this: *mut Self, entry: EntryFn, data: *mut ()) {
         // SAFETY: the caller's contract: `this` is a context made by `new` that has exited,
@@ -368,7 +385,7 @@ unsafe impl Context for AsmContext {
             let top = stack.top().cast::<usize>();
             let frame = top.sub((TOP_RESERVED + SWITCH_FRAME) / 8);
             top.sub(TOP_DATA).write(data as usize);
-            frame.add(X29_WORD).write(0);
+            frame.add(X29_WORD).write(&raw const TERMINAL_LINK as usize);
             frame
                 .add(RESUME_WORD)
                 .write(trampoline as *const () as usize);
@@ -391,8 +408,9 @@ unsafe impl Context for AsmContext {
     unsafe fn switch(from: *mut Self, to: *mut Self, value: usize) -> usize {
         let back: usize;
         // SAFETY: `from` is running and `to` is new or suspended, so its `sp` points at a
-        // switch frame and its link at a live link slot (or at this thread's sink);
-        // neither moves until resumed (all the caller's contract). The block leaves sp
+        // switch frame; neither moves until resumed, nor `to` until it exits (all the
+        // caller's contract), so the link written through `to` is where its trampoline's
+        // CFI finds it. The block leaves sp
         // where it found it and restores x19 and x29; every other register it may change
         // is declared clobbered. Without `nostack`, it may store below sp, which is
         // 16-byte aligned.
@@ -402,9 +420,8 @@ unsafe impl Context for AsmContext {
                 "switch to a context that cannot resume"
             );
             asm!(
-                // The target's frame and link slot, read first: `to` is not `from`.
+                // The target's frame, read first: `to` is not `from`.
                 "ldr x12, [x2, #{sp}]",
-                "ldr x11, [x2, #{link}]",
                 // Build the switch frame. No CFI here (see the module docs); the lines of
                 // `trampoline`'s CFI that find each word are named beside it.
                 "adr x9, 2f",                 // where this context resumes
@@ -414,7 +431,7 @@ unsafe impl Context for AsmContext {
                 "mov x9, sp",
                 "str x9, [x1, #{sp}]",
                 // Link the target to its resumer: our frame.
-                "str x9, [x11]",
+                "str x9, [x2, #{link}]",
                 resume_x12!(),
                 // Resumed: the switch that resumed us restored sp and branched here.
                 "2:",
@@ -464,9 +481,8 @@ unsafe impl Context for AsmContext {
             }
             asm!(
                 "ldr x12, [x2, #{sp}]",
-                "ldr x11, [x2, #{link}]",
                 // No live resumer: link the target to the terminal frame.
-                "str x9, [x11]",
+                "str x9, [x2, #{link}]",
                 resume_x12!(),
                 sp = const offset_of!(AsmContext, sp),
                 link = const offset_of!(AsmContext, link),

@@ -65,46 +65,61 @@
 //! # A new context
 //!
 //! [`AsmContext::new`] writes, at the top of the context's stack, a switch frame that
-//! resumes at the first instruction of `trampoline`, with `entry` in the rbx slot and
-//! `data` in a word above the frame:
+//! resumes at the first instruction of `trampoline`, with `entry` in the rbx slot, and
+//! above it the words the trampoline and `entry` find there:
 //!
 //! ```text
 //!              +------------------+  <- GuardedStack::top(), 16-byte aligned
-//!    top -  8  | trampoline addr  |  return-address half of the bottom frame record
-//!    top - 16  | link             |  <- rbp inside `trampoline` points here
-//!    top - 24  | data             |  [`AsmContext::set_data`] rewrites this word
-//!    top - 32  | 0 (padding)      |  <- rsp inside `trampoline`, 16-byte aligned
+//!    top -  8  | 0 (unused)       |
+//!    top - 16  | data             |  [`AsmContext::set_data`] rewrites this word
+//!    top - 24  | trampoline + 1   |  `entry`'s return address <- rsp inside `trampoline`
 //!              +------------------+
-//!    top - 40  | rbx = entry      |
-//!    top - 48  | trampoline addr  |  "resume address": the first switch jumps here
-//!    top - 56  | rbp = 0          |
-//!              +------------------+  <- initial AsmContext::sp = top - 32 - 24 = top - 56
+//!    top - 32  | rbx = entry      |
+//!    top - 40  | trampoline addr  |  "resume address": the first switch jumps here
+//!    top - 48  | rbp = link word  |  the address of a word that points at `TERMINAL_FRAME`
+//!              +------------------+  <- initial AsmContext::sp = top - 24 - 24 = top - 48
 //! ```
 //!
-//! The first switch in pops this frame (rsp = top - 56 + 24 = top - 32) and jumps into
-//! `trampoline` with the value switched in still in rdi, where the block keeps it. The
-//! trampoline enters `entry(value, data)` with rsp = top - 32: 16-byte aligned, as the ABI
-//! wants before a `call`. It does not `call` it: it pushes the return address itself and
-//! jumps, so that the return stack buffer gets no entry that `entry` would never pop (the
-//! code resumed after this context ends would have its next return mispredicted). `entry`
-//! never returns, so nothing above top - 32 is ever popped. Nothing on the stack points
-//! at the [`AsmContext`] itself, which may move freely until it is first resumed.
+//! The first switch in pops this frame (rsp = top - 48 + 24 = top - 24) and jumps into
+//! `trampoline` with the value switched in still in rdi, where the block keeps it, and
+//! the context's address in rdx. The trampoline points rbp at the context (for the
+//! unwinder: see below), and enters `entry(value, data)` with rsp = top - 24, pointing at
+//! a return address as if `entry` had been called: 8 bytes below a 16-byte boundary, as
+//! the ABI wants on a function's entry. It does not `call` it, so that the return stack
+//! buffer gets no entry that `entry` would never pop (the code resumed after this context
+//! ends would have its next return mispredicted); the return address is already there,
+//! written by `new`. `entry` never returns, so nothing at or above top - 24 is ever
+//! popped, or written by the code that runs on the stack.
+//!
+//! That return address is `trampoline + 1`, inside the trampoline's first instruction,
+//! where nothing ever returns to. It lets every unwinder find the trampoline's CFI: those
+//! that look up a return address's row at the byte before it find the trampoline's first
+//! byte, and those that look it up at the address itself, as GDB does for a signal frame
+//! (see below), find its second. Both lie in the one row the trampoline's CFI has.
+//!
+//! [`AsmContext::restart`] makes an exited context new again in place: the run that
+//! exited wrote nothing at or above top - 24, so it writes the switch frame, `data` and
+//! `sp` alone.
 //!
 //! # Linked backtraces
 //!
-//! The word at top - 16, the *link*, points at the frame record of the switch frame of
-//! whoever resumed this context last: every switch into a context rewrites it
-//! (`AsmContext::link` says where it is). A thread's context has no such slot; its
-//! `link` points at `LINK_SINK`, a thread-local word nothing reads, so that the switch
-//! writes a link without asking whether there is one. `trampoline`'s CFI tells the unwinder that its
-//! caller's CFA is `[rsp + 16] + 24`, read through the link, and that the caller's rbx,
-//! resume address and rbp are saved below that CFA as in any switch frame. From there
-//! the unwinder is in the resumer's own function, at the label ending its switch, with
-//! rsp as it was when the switch began: that function's own CFI, which knows nothing of
-//! the three pushes, describes the rest of its frame, including the r12-r15 its prologue
-//! saved. Backtraces, debuggers and the panic runtime's search phase therefore walk from
-//! a context's frames into the code that resumed it, and on through that code's own
-//! resumer.
+//! Every context has a *link*, its first field, which points at the frame record of the
+//! switch frame of whoever resumed it last: every switch into a context rewrites it.
+//! `trampoline` keeps the context's address in rbp, which every function it enters saves
+//! and restores as the ABI requires, and its CFI tells the unwinder that its caller's CFA
+//! is `[rbp] + 24`: the link, plus the switch frame's three words; and that the caller's rbx, resume address and rbp are saved below that CFA as
+//! in any switch frame. From there the unwinder is in the resumer's own function, at the
+//! label ending its switch, with rsp as it was when the switch began: that function's own
+//! CFI, which knows nothing of the three pushes, describes the rest of its frame,
+//! including the r12-r15 its prologue saved. Backtraces, debuggers and the panic
+//! runtime's search phase therefore walk from a context's frames into the code that
+//! resumed it, and on through that code's own resumer.
+//!
+//! The link lives in the context rather than on its stack so that a switch writes it with
+//! one store, through the target's address, which it holds anyway; a slot on the stack
+//! took a load of its address first. The price is that a context must not move once it
+//! has been resumed, until it exits (the [`Context`] contract): rbp holds its address.
+//! (A thread's context gets a link too, which nothing reads.)
 //!
 //! The pushes in the switch carry no CFI of their own: the block sits inside a function
 //! the compiler lays out, whose CFA may be defined by rsp or by rbp, so no directive in
@@ -112,7 +127,9 @@
 //! CFI that describes it once the context is suspended. (An unwinder stopped *inside*
 //! the dozen instructions of a switch, by a sampling profiler for instance, sees the
 //! enclosing function's CFI and may misplace that one frame; corosensei has the same
-//! window.)
+//! window. So has the first instruction of the trampoline, before rbp holds the context's
+//! address: the switch frame gives rbp the address of a word that points at
+//! `TERMINAL_FRAME`, which ends the unwind there.)
 //!
 //! This chain only ever names suspended frames: the context that resumed us has been
 //! suspended since, and so has the one that resumed it, back to the thread's stack.
@@ -120,16 +137,16 @@
 //! going away, so `exit` points the target's link at `TERMINAL_FRAME`, a switch frame
 //! of zeros whose resume address 0 ends every unwind.
 //!
-//! The frame record at top - 16, {link, trampoline address}, continues the rbp chain in
-//! the same way, for profilers that walk frame pointers instead of reading CFI.
+//! The link and the word after it in the context, `trampoline + 1`, form a frame record
+//! {link, return address}: rbp pointing at the context continues the rbp chain into the
+//! resumer's switch frame, for profilers that walk frame pointers instead of reading CFI.
 //!
 //! `trampoline` is marked as a signal frame, as corosensei does: GDB refuses a backtrace
 //! whose frame addresses go down, which is what a jump to a stack mapped below the
 //! current one looks like. It also changes where unwinders look up unwind info: the
 //! resumer's frame is looked up at its exact resume address rather than the byte before,
-//! and GDB does the same for the trampoline's own frame, which is why the jump into
-//! `entry` is followed by a `ud2`, where its return address points: it keeps that address
-//! inside the function.
+//! and GDB does the same for the trampoline's own frame, which is why `entry`'s return
+//! address is one byte into the trampoline rather than at its start (see above).
 //! The resume address is the first instruction after the switch's block, inside the same
 //! function (the block has outputs, so code follows it), and the byte before it is
 //! inside the block, where the function's CFI is the same: either lookup finds the
@@ -138,7 +155,6 @@
 use crate::stack::GuardedStack;
 use crate::{Context, EntryFn};
 use core::arch::{asm, naked_asm};
-use core::cell::Cell;
 use core::mem::offset_of;
 use core::ptr::{self, NonNull};
 
@@ -173,20 +189,27 @@ use core::ptr::{self, NonNull};
 /// afterwards would read the freed stack.
 #[repr(C)]
 pub struct AsmContext {
+    /// The frame record of the switch frame of whoever resumed this context last (see the
+    /// module docs), rewritten by every switch into it; `TERMINAL_FRAME` until then. Never
+    /// null, which gives `Option<AsmContext>` a niche: a `Some` is the context itself, at
+    /// offset 0, with no tag in front. With `return_address`, the bottom frame record of
+    /// the context's rbp chain.
+    link: NonNull<u8>,
+    /// `trampoline + 1`: the return-address half of the frame record above.
+    return_address: usize,
     /// Where the switch frame of the suspended context is; null for a thread context
     /// that has never been switched away from.
     sp: *mut u8,
-    /// The link slot at the top of this context's stack, rewritten on every switch into
-    /// the context; this thread's `LINK_SINK` for the thread's context. Never null, which
-    /// gives `Option<AsmContext>` a niche: a `Some` is the context itself, at offset 0,
-    /// with no tag in front.
-    link: NonNull<*const u8>,
     /// `None` for the thread's context.
     stack: Option<GuardedStack>,
 }
 
 // The niche the greenlet core's layout relies on (see `AsmContext::link`).
 const _: () = assert!(size_of::<Option<AsmContext>>() == size_of::<AsmContext>());
+// `trampoline`'s CFI reads the link at offset 0 of the context, and its rbp points at the
+// frame record {link, return address}.
+const _: () = assert!(offset_of!(AsmContext, link) == 0);
+const _: () = assert!(offset_of!(AsmContext, return_address) == 8);
 
 /// Bytes in a switch frame: saved rbp, resume address, saved rbx.
 const SWITCH_FRAME: usize = 3 * 8;
@@ -195,29 +218,35 @@ const SWITCH_FRAME: usize = 3 * 8;
 const RBP_WORD: usize = 0;
 const RESUME_WORD: usize = 1;
 const RBX_WORD: usize = 2;
-/// Bytes above the initial switch frame: padding, data, link, trampoline address.
-const TOP_RESERVED: usize = 4 * 8;
+/// Bytes above the initial switch frame: an unused word, data, `entry`'s return address.
+const TOP_RESERVED: usize = 3 * 8;
 /// Word offsets from the top of a new context's stack, counted down (see the diagram).
-const TOP_TRAMPOLINE: usize = 1;
-const TOP_LINK: usize = 2;
-const TOP_DATA: usize = 3;
-/// `data` seen from the initial switch frame's start: top - 24 = (top - 56) + 32.
+const TOP_UNUSED: usize = 1;
+const TOP_DATA: usize = 2;
+const TOP_RETURN: usize = 3;
+/// `data` seen from the initial switch frame's start: top - 16 = (top - 48) + 32.
 const DATA_WORD: usize = (TOP_RESERVED + SWITCH_FRAME) / 8 - TOP_DATA;
 
 const _: () = assert!(RBX_WORD * 8 == SWITCH_FRAME - 8);
-const _: () = assert!(TOP_RESERVED.is_multiple_of(16));
+// `entry` starts with rsp 8 bytes below a 16-byte boundary, as after a call.
+const _: () = assert!((TOP_RETURN * 8) % 16 == 8);
 const _: () = assert!(DATA_WORD == 4);
+// The assembly reads `data` at rsp + 8 inside `trampoline`, where rsp is top - 24.
+const _: () = assert!((TOP_RETURN - TOP_DATA) * 8 == 8);
 
 /// A switch frame of zeros: the link of a context resumed by [`AsmContext::exit`] points
 /// at it, and its resume address 0 ends every unwind. The unwinder reads all three words,
 /// so all three must exist.
 static TERMINAL_FRAME: [usize; SWITCH_FRAME / 8] = [0; SWITCH_FRAME / 8];
 
-std::thread_local! {
-    /// Where switches into a thread's context write the link it has no slot for; never
-    /// read. Constant-initialised and without a destructor, so it lives, at one address,
-    /// as long as the thread.
-    static LINK_SINK: Cell<*const u8> = const { Cell::new(ptr::null()) };
+/// What rbp holds in a new context until its `trampoline` points it at the context: the
+/// address of this word, which reads, as a context's link would, `TERMINAL_FRAME`.
+static TERMINAL_LINK: &[usize; SWITCH_FRAME / 8] = &TERMINAL_FRAME;
+
+/// `entry`'s return address, and the return-address half of the bottom frame record of
+/// every context: one byte into `trampoline` (see the module docs).
+fn trampoline_return_address() -> usize {
+    trampoline as *const () as usize + 1
 }
 
 /// The second half of a switch, shared by [`AsmContext::switch`] and
@@ -242,45 +271,36 @@ macro_rules! resume_rdx {
 
 /// The bottom frame of every context: enters `entry(value, data)`, which never returns.
 ///
-/// Never called: the first switch into a new context jumps into it with rsp at top - 32,
-/// rdi = the value switched in and rbx = entry (see the module docs).
+/// Never called: the first switch into a new context jumps into it with rsp at top - 24,
+/// rdi = the value switched in, rdx = the context, rbx = entry and rbp = the address of
+/// `TERMINAL_LINK` (see the module docs).
 #[unsafe(naked)]
 unsafe extern "sysv64" fn trampoline() {
     naked_asm!(
         ".cfi_startproc",
         ".cfi_signal_frame",
-        // The caller (the resumer) has CFA = [link] + 24 and link = rsp + 16, so:
+        // The caller (the resumer) has CFA = [rbp] + 24, so:
         //   0x0f        DW_CFA_def_cfa_expression
         //   5           length of the expression in bytes
-        //   0x77 0x10   DW_OP_breg7 (rsp) + 16: the address of the link slot
-        //   0x06        DW_OP_deref: the link, the resumer's switch frame
+        //   0x76 0x00   DW_OP_breg6 (rbp) + 0: the context's address
+        //   0x06        DW_OP_deref: its link (its first field), the resumer's switch frame
         //   0x23 0x18   DW_OP_plus_uconst 24: past its three words, to the resumer's CFA
-        // rsp stays at top - 32 from the first instruction to the push before the jump
-        // into `entry`, which is also where unwinders find it coming from `entry`'s frame,
-        // so this rule holds everywhere in the function but on the jump (see there).
-        ".cfi_escape 0x0f, 5, 0x77, 0x10, 0x06, 0x23, 0x18",
+        // rbp keeps the context's address from the first instruction on (the functions
+        // `entry` calls save and restore it), so this one rule holds everywhere.
+        ".cfi_escape 0x0f, 5, 0x76, 0x00, 0x06, 0x23, 0x18",
         // The resumer's registers, where its switch frame keeps them below that CFA.
         ".cfi_offset rbx, -8",
         ".cfi_offset rip, -16",
         ".cfi_offset rbp, -24",
-        // Frame-pointer walkers: rbp -> {link, trampoline address} -> the resumer.
-        "lea rbp, [rsp + 16]",
+        // The context, in rdx since the switch, is where the unwinder finds the link;
+        // for frame-pointer walkers, its first two words are the frame record {link,
+        // trampoline + 1} -> the resumer. (An instruction longer than one byte: `entry`'s
+        // return address points inside it, see the module docs.)
+        "mov rbp, rdx",
         "mov rsi, [rsp + 8]",
-        // Into `entry` as a call would, but without one: a `call` pushes an entry on the
-        // return stack buffer that `entry` (which never returns) would leave there, and
-        // the first return of whoever resumes after this context's end would be predicted
-        // to it. The return address is pushed by hand, for unwinders.
-        //
-        // The rule above stays in force on the jump, one word off while it executes (a
-        // window of one instruction, as a switch has a dozen): unwinders look up a return
-        // address's row at the byte before it, which is the jump, and the frame they
-        // unwind into from `entry` has rsp back at top - 32, where the rule is right.
-        "lea rax, [rip + 2f]",
-        "push rax",
+        // Into `entry` as a call would, but without one (see the module docs): its return
+        // address is at rsp already.
         "jmp rbx",
-        "2:",
-        // `entry` never returns; this keeps the return address inside the function.
-        "ud2",
         ".cfi_endproc",
     )
 }
@@ -290,11 +310,9 @@ unsafe impl Context for AsmContext {
 
     fn thread() -> Self {
         AsmContext {
+            link: NonNull::from(&TERMINAL_FRAME).cast(),
+            return_address: 0,
             sp: ptr::null_mut(),
-            // The context is only ever used on this thread (it is not `Send`), where the
-            // sink stays valid; writing to it through this pointer is all anyone does.
-            // SAFETY: a thread-local's address is never null.
-            link: unsafe { NonNull::new_unchecked(LINK_SINK.with(Cell::as_ptr)) },
             stack: None,
         }
     }
@@ -306,26 +324,23 @@ unsafe impl Context for AsmContext {
         assert!(stack.usable_size() >= TOP_RESERVED + SWITCH_FRAME);
         let top = stack.top().cast::<usize>();
         let tramp = trampoline as *const () as usize;
-        // SAFETY: `top` is 16-byte aligned and the 56 bytes below it lie in the usable
+        let return_address = trampoline_return_address();
+        // SAFETY: `top` is 16-byte aligned and the 48 bytes below it lie in the usable
         // part of a stack we own exclusively (checked just above); nothing runs on it yet.
-        let (sp, link) = unsafe {
+        let sp = unsafe {
             let frame = top.sub((TOP_RESERVED + SWITCH_FRAME) / 8);
-            for word in 0..(TOP_RESERVED + SWITCH_FRAME) / 8 {
-                frame.add(word).write(0);
-            }
-            top.sub(TOP_TRAMPOLINE).write(tramp);
-            top.sub(TOP_LINK).write(TERMINAL_FRAME.as_ptr() as usize);
+            top.sub(TOP_UNUSED).write(0);
             top.sub(TOP_DATA).write(data as usize);
-            frame.add(RBP_WORD).write(0);
+            top.sub(TOP_RETURN).write(return_address);
+            frame.add(RBP_WORD).write(&raw const TERMINAL_LINK as usize);
             frame.add(RESUME_WORD).write(tramp);
             frame.add(RBX_WORD).write(entry as usize);
-            // An address inside the stack: never null.
-            let link = NonNull::new_unchecked(top.sub(TOP_LINK).cast::<*const u8>());
-            (frame.cast::<u8>(), link)
+            frame.cast::<u8>()
         };
         AsmContext {
+            link: NonNull::from(&TERMINAL_FRAME).cast(),
+            return_address,
             sp,
-            link,
             stack: Some(stack),
         }
     }
@@ -336,9 +351,8 @@ unsafe impl Context for AsmContext {
     }
 
     // Only the switch frame and the data word are written: the run that exited entered
-    // `entry` from `trampoline` with rsp at top - 32 and wrote nothing above that but
-    // the link slot, which the next switch in rewrites before anything reads it. The
-    // trampoline address and the padding above are as `new` wrote them.
+    // `entry` from `trampoline` with rsp at top - 24 and wrote nothing there or above:
+    // `entry`'s return address is as `new` wrote it.
     #[inline]
     unsafe fn restart(this: *mut Self, entry: EntryFn, data: *mut ()) {
         // SAFETY: the caller's contract: `this` is a context made by `new` that has exited,
@@ -354,7 +368,7 @@ unsafe impl Context for AsmContext {
             let top = stack.top().cast::<usize>();
             let frame = top.sub((TOP_RESERVED + SWITCH_FRAME) / 8);
             top.sub(TOP_DATA).write(data as usize);
-            frame.add(RBP_WORD).write(0);
+            frame.add(RBP_WORD).write(&raw const TERMINAL_LINK as usize);
             frame
                 .add(RESUME_WORD)
                 .write(trampoline as *const () as usize);
@@ -377,8 +391,9 @@ unsafe impl Context for AsmContext {
     unsafe fn switch(from: *mut Self, to: *mut Self, value: usize) -> usize {
         let back: usize;
         // SAFETY: `from` is running and `to` is new or suspended, so its `sp` points at a
-        // switch frame and its link at a live link slot (or at this thread's sink);
-        // neither moves until resumed (all the caller's contract). The block leaves rsp
+        // switch frame; neither moves until resumed, nor `to` until it exits (all the
+        // caller's contract), so the link written through `to` is where its trampoline's
+        // CFI finds it. The block leaves rsp
         // where it found it and restores rbx and rbp; every other register it may change
         // is declared clobbered. Without `nostack`, it may push and starts on a
         // call-aligned stack.
@@ -397,8 +412,7 @@ unsafe impl Context for AsmContext {
                 // Suspend: the frame is complete, publish it.
                 "mov [rsi + {sp}], rsp",
                 // Link the target to its resumer: our frame.
-                "mov r8, [rdx + {link}]",
-                "mov [r8], rsp",
+                "mov [rdx + {link}], rsp",
                 resume_rdx!(),
                 // Resumed: the switch that resumed us popped our frame and jumped here.
                 "2:",
@@ -435,8 +449,7 @@ unsafe impl Context for AsmContext {
             }
             asm!(
                 // No live resumer: link the target to the terminal frame.
-                "mov r8, [rdx + {link}]",
-                "mov [r8], rcx",
+                "mov [rdx + {link}], rcx",
                 resume_rdx!(),
                 sp = const offset_of!(AsmContext, sp),
                 link = const offset_of!(AsmContext, link),
