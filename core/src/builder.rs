@@ -1,6 +1,6 @@
 //! [`Builder`]: a greenlet with a chosen parent, stack size or name.
 
-use greenlet_backends::stack::DEFAULT_STACK_SIZE;
+use greenlet_backends::stack::{DEFAULT_STACK_SIZE, usable_size_for};
 
 use crate::entry::EntryClosure;
 use crate::error::Error;
@@ -146,7 +146,9 @@ impl Builder {
             }
             None => ts.current(),
         };
-        let stack_size = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
+        // As the stack will have it, so that a stack kept from a greenlet that asked for
+        // another size of the same class is taken as it is (see `switch::restart_kept`).
+        let stack_size = self.stack_size.map_or(DEFAULT_STACK_SIZE, usable_size_for);
         let own_fp = fp::for_new_greenlet(ts, self.own_fp_control);
         Ok(create(ts, parent, stack_size, self.name, own_fp, run))
     }

@@ -23,7 +23,7 @@ type ClosureBuf = MaybeUninit<[usize; 4]>;
 struct ClosureVTable {
     /// The function a greenlet holding this closure starts in: the entry generic over the
     /// closure's type ([`switch::greenlet_entry`]), which takes the closure out with
-    /// [`EntryClosure::take`] and calls it where it stands, as a direct call the compiler
+    /// [`EntryClosure::take_held`] and calls it where it stands, as a direct call the compiler
     /// can expand (through a table, the call cost a frame of its own and the error's way
     /// out through a `dyn` callback).
     entry: EntryFn,
@@ -46,7 +46,7 @@ where
     R: 'static,
 {
     const VTABLE: ClosureVTable = ClosureVTable {
-        entry: switch::greenlet_entry::<F, R>,
+        entry: switch::greenlet_entry::<F, R, true>,
         drop: Self::drop,
     };
 
@@ -65,9 +65,9 @@ where
     }
 }
 
-/// The closure type of a greenlet whose closure is gone when it starts: never stored, it
-/// only names the entry function for [`EntryClosure::entry`], whose
-/// [`EntryClosure::take`] then finds no closure.
+/// The closure type named by the entry of a greenlet whose closure is gone when it
+/// starts ([`EntryClosure::entry`]), which takes nothing out and returns `()`. (Its
+/// `false` parameter keeps it apart from the entry of a closure of this very type.)
 type NoClosure = fn(Value) -> Result<(), Error>;
 
 /// A greenlet's closure until it is called or discarded; empty for a main greenlet.
@@ -78,7 +78,7 @@ pub(crate) struct EntryClosure {
 }
 
 impl EntryClosure {
-    /// Holds `run` until [`take`](Self::take) or [`discard`](Self::discard).
+    /// Holds `run` until [`take_held`](Self::take_held) or [`discard`](Self::discard).
     #[inline]
     pub(crate) fn new<F, R>(run: F) -> Self
     where
@@ -113,35 +113,36 @@ impl EntryClosure {
     pub(crate) fn entry(&self) -> EntryFn {
         match self.vtable.get() {
             Some(vtable) => vtable.entry,
-            None => const { TableOf::<NoClosure, ()>::VTABLE.entry },
+            None => switch::greenlet_entry::<NoClosure, (), false>,
         }
     }
 
-    /// Takes the closure out, to be called: `None` if it is gone already (or was never
-    /// there). Marked empty as it is taken, so that nothing can reach it twice.
+    /// Takes the closure out, to be called, marking it gone so that nothing can reach it
+    /// twice: how a greenlet started in the entry its closure's table names takes it
+    /// (nothing runs between the choice of that entry and the start that could discard
+    /// it).
     ///
     /// # Safety
     ///
-    /// The closure held, if any, is an `F` (this is how the entry function that
-    /// [`EntryClosure::entry`] gives for it takes it).
+    /// The closure is there, and it is an `F`.
     #[inline(always)]
-    pub(crate) unsafe fn take<F, R>(&self) -> Option<F>
+    pub(crate) unsafe fn take_held<F, R>(&self) -> F
     where
         F: FnOnce(Value) -> Result<R, Error> + 'static,
         R: 'static,
     {
-        self.vtable.take()?;
+        debug_assert!(!self.is_empty(), "greenlet: started without its closure");
+        self.vtable.set(None);
         let buf = self.buf.get();
-        // SAFETY: a vtable was present, so the buffer holds the closure, an `F` (the
-        // caller's contract), stored as `new` stored it; with the vtable gone, the buffer is
-        // not read again.
-        Some(unsafe {
+        // SAFETY: the closure is there (the caller's contract), an `F`, stored as `new`
+        // stored it; with the vtable gone, the buffer is not read again.
+        unsafe {
             if fits_inline::<F>() {
                 buf.cast::<F>().read()
             } else {
                 *buf.cast::<Box<F>>().read()
             }
-        })
+        }
     }
 
     /// Whether the closure is gone: called, discarded, or never there (a main greenlet's).
@@ -178,9 +179,9 @@ mod tests {
         F: FnOnce(Value) -> Result<R, Error> + 'static,
         R: 'static,
     {
-        // SAFETY: the closure held is an `F`, stored just here.
-        (EntryClosure::new(run), |held| unsafe {
-            held.take::<F, R>()
+        // SAFETY: the closure held, if any, is an `F`, stored just here.
+        (EntryClosure::new(run), |held| {
+            (!held.is_empty()).then(|| unsafe { held.take_held::<F, R>() })
         })
     }
 
@@ -211,6 +212,11 @@ mod tests {
         // Taking the closure out leaves the entry of a greenlet without one.
         a.discard();
         assert!(std::ptr::fn_addr_eq(a.entry(), none.entry()));
+        // A closure of the very type that entry names still has an entry of its own,
+        // which takes it out and calls it.
+        let plain: NoClosure = |_| Ok(());
+        let c = EntryClosure::new(plain);
+        assert!(!std::ptr::fn_addr_eq(c.entry(), none.entry()));
     }
 
     #[test]

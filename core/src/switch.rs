@@ -736,10 +736,15 @@ fn trace_after_switch(
 ///
 /// # Safety
 ///
-/// Only a context made by [`prepare`] calls it, once: for a greenlet whose closure is an
-/// `F` (the entry its closure's table names), with `data` the state of the thread that
-/// runs it and `received` what the switch that started it carried, not taken yet.
-pub(crate) unsafe extern "C" fn greenlet_entry<F, R>(received: usize, data: *mut ()) -> !
+/// Only a context made by [`prepare`] calls it, once: if `HELD`, for a greenlet that holds
+/// its closure, an `F` (the entry its closure's table names); if not, for one whose
+/// closure is gone ([`EntryClosure::entry`](crate::entry::EntryClosure::entry)); with
+/// `data` the state of the thread that runs it and `received` what the switch that
+/// started it carried, not taken yet.
+pub(crate) unsafe extern "C" fn greenlet_entry<F, R, const HELD: bool>(
+    received: usize,
+    data: *mut (),
+) -> !
 where
     F: FnOnce(Value) -> Result<R, Error> + 'static,
     R: 'static,
@@ -749,7 +754,7 @@ where
     let ts = unsafe { &*data.cast_const().cast::<ThreadState>() };
     // SAFETY: `received` is what the switch that started us carried, not taken yet, and
     // `prepare` chose this entry for the closure type our state holds.
-    match unsafe { run_current::<F, R>(ts, received) } {
+    match unsafe { run_current::<F, R, HELD>(ts, received) } {
         Ok(Some(value)) => finish_inline(ts, value),
         Ok(None) => {
             let error = ts.take_parked_error();
@@ -762,14 +767,17 @@ where
 /// Runs the current greenlet's closure, an `F`, with the first delivery (what `received`
 /// carries, see [`receive`]): returns its value, `None` with its error parked in the thread
 /// state, or the payload of a panic. A first delivery that is an error (a throw into an
-/// unstarted greenlet) is what it dies of, without running. With no closure (gone before
-/// the start), it returns `()`.
+/// unstarted greenlet) is what it dies of, without running. Without a closure (`HELD`
+/// false: it was gone before the start), it returns `()`.
 ///
 /// # Safety
 ///
-/// As for [`receive`]; and the closure the current greenlet holds, if any, is an `F`.
+/// As for [`receive`]; and if `HELD`, the current greenlet holds its closure, an `F`.
 #[inline(always)]
-unsafe fn run_current<F, R>(ts: &ThreadState, received: usize) -> std::thread::Result<Outcome>
+unsafe fn run_current<F, R, const HELD: bool>(
+    ts: &ThreadState,
+    received: usize,
+) -> std::thread::Result<Outcome>
 where
     F: FnOnce(Value) -> Result<R, Error> + 'static,
     R: 'static,
@@ -781,8 +789,8 @@ where
         // SAFETY: our state outlives this call: while we run, it is not freed (see
         // `Shared`); while we are suspended, someone holds a handle, or a killer holds one
         // while it resumes us, or the kill failed and the state was leaked on purpose. The
-        // closure is an `F` (the caller's contract).
-        let run = unsafe { (*me).fields.run.take::<F, R>() };
+        // closure is there and an `F` if `HELD` (the caller's contract).
+        let run = HELD.then(|| unsafe { (*me).fields.run.take_held::<F, R>() });
         // What `receive` does, with the closure dropped before a thrown error is parked
         // (its drop may panic, and the panic is what the greenlet then dies of).
         // SAFETY: the caller's contract.

@@ -532,6 +532,16 @@ mod tests {
         assert_eq!(start_and_get_address(&second), on_first_stack);
         second.switch(()).unwrap();
         drop(second);
+        // A size of the same class (one the stack was rounded up from) takes it too.
+        let odd_size = Greenlet::builder()
+            .stack_size(DEFAULT_STACK_SIZE - 1000)
+            .build(send_a_local_address);
+        assert!(ptr::eq(Shared::as_ptr(&odd_size.inner), address));
+        // It asks for what the kept stack has, which `restart_kept` compares.
+        assert_eq!(odd_size.inner.stack_size, DEFAULT_STACK_SIZE);
+        assert_eq!(start_and_get_address(&odd_size), on_first_stack);
+        odd_size.switch(()).unwrap();
+        drop(odd_size);
         // Another size: the kept stack goes to the pool, the greenlet gets one of its size.
         let bigger = Greenlet::builder()
             .stack_size(DEFAULT_STACK_SIZE * 4)

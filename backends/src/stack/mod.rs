@@ -35,13 +35,13 @@ cfg_if::cfg_if! {
         mod unix;
         pub use unix::{
             GuardedStack, MAX_STACK_SIZE, StackPool, guard_mode, install_overflow_handler,
-            running_on_valgrind,
+            running_on_valgrind, usable_size_for,
         };
     } else if #[cfg(target_arch = "wasm32")] {
         mod wasm;
         pub use wasm::{
             CANARY_LEN, GuardedStack, MAX_STACK_SIZE, POOL_CAPACITY, RED_ZONE, StackPool,
-            guard_mode, install_overflow_handler, running_on_valgrind,
+            guard_mode, install_overflow_handler, running_on_valgrind, usable_size_for,
         };
     } else {
         compile_error!("greenlet-rs: no stack implementation for this target");

@@ -92,11 +92,7 @@ impl GuardedStack {
     /// }
     /// ```
     pub fn new(usable_size: usize) -> Result<Self, StackError> {
-        let usable = usable_size
-            .checked_next_multiple_of(ALIGN)
-            .filter(|n| *n <= MAX_USABLE)
-            .ok_or(StackError::TooLarge(usable_size))?
-            .max(4096);
+        let usable = rounded_usable_size(usable_size).ok_or(StackError::TooLarge(usable_size))?;
         let len = usable + RED_ZONE + CANARY_LEN;
         let layout = Layout::from_size_align(len, ALIGN).map_err(|_| StackError::TooLarge(len))?;
         // SAFETY: `layout` has a non-zero size.
@@ -326,6 +322,29 @@ pub fn install_overflow_handler() {}
 /// The largest usable size [`GuardedStack::new`] accepts: 1 GiB (linear memory is at most
 /// 4 GiB).
 pub const MAX_STACK_SIZE: usize = MAX_USABLE;
+
+/// What [`GuardedStack::new`] rounds a requested usable size up to; `None` if too large.
+fn rounded_usable_size(requested: usize) -> Option<usize> {
+    Some(
+        requested
+            .checked_next_multiple_of(ALIGN)
+            .filter(|n| *n <= MAX_USABLE)?
+            .max(4096),
+    )
+}
+
+/// The usable size of the stack a greenlet that asks for `requested` bytes gets from
+/// [`GuardedStack::new`]; a size no stack can have comes back as it is (asking for it
+/// fails).
+///
+/// ```no_run
+/// use greenlet_backends::stack::{GuardedStack, usable_size_for};
+/// let size = usable_size_for(10_000);
+/// assert_eq!(GuardedStack::new(10_000).unwrap().usable_size(), size);
+/// ```
+pub fn usable_size_for(requested: usize) -> usize {
+    rounded_usable_size(requested).unwrap_or(requested)
+}
 
 /// Always `false` on wasm32: Valgrind does not run wasm guests.
 ///

@@ -34,6 +34,21 @@ const MAX_SHIFT: u32 = 28;
 /// ```
 pub const MAX_STACK_SIZE: usize = 1 << MAX_SHIFT;
 
+/// The usable size of the stack a greenlet that asks for `requested` bytes gets: what
+/// [`GuardedStack::new`](super::GuardedStack::new) and
+/// [`StackPool::take`](super::StackPool::take) round it up to. A size no stack can have
+/// comes back as it is (asking for it fails).
+///
+/// ```
+/// use greenlet_backends::stack::{GuardedStack, usable_size_for};
+/// let size = usable_size_for(100_000);
+/// assert_eq!(GuardedStack::new(100_000).unwrap().usable_size(), size);
+/// assert_eq!(usable_size_for(size), size);
+/// ```
+pub fn usable_size_for(requested: usize) -> usize {
+    SizeClass::for_size(requested).map_or(requested, SizeClass::usable)
+}
+
 /// How many size classes there are.
 pub(super) const COUNT: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
 

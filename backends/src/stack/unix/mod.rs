@@ -21,7 +21,7 @@ mod pool;
 mod registry;
 mod valgrind;
 
-pub use class::MAX_STACK_SIZE;
+pub use class::{MAX_STACK_SIZE, usable_size_for};
 pub use guarded::GuardedStack;
 pub use overflow::install_overflow_handler;
 pub use pool::StackPool;
