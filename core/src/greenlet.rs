@@ -84,8 +84,6 @@ pub(crate) struct Fields {
     /// What few greenlets have, made when first needed: one word (empty) to write when
     /// a greenlet is made and to test when it is freed.
     extras: OnceCell<Box<Extras>>,
-    /// A main greenlet: the one of its thread's own stack (it never has a parent).
-    pub(crate) is_main: bool,
 }
 
 /// The parts of a greenlet's state that few greenlets have (see [`Fields::extras`]).
@@ -113,6 +111,17 @@ impl Extras {
 }
 
 impl Fields {
+    /// Whether this is a main greenlet, the one of its thread's own stack: the only kind
+    /// without a parent. (Only cold paths ask; a flag of its own cost a store for every
+    /// greenlet made.)
+    #[inline]
+    pub(crate) fn is_main(&self) -> bool {
+        // SAFETY: a `Cell` hands out no references, and only this thread reaches it. The
+        // parent is only ever out of its cell while no user code runs (see
+        // `Inner::parent`), and for good once the state is being dropped.
+        unsafe { (*self.parent.as_ptr()).is_none() }
+    }
+
     /// The fields of a new greenlet: `name` and `own_fp` make its [`Extras`] only if
     /// either is there.
     #[inline(always)]
@@ -130,7 +139,6 @@ impl Fields {
             Extras::made(name, own_fp)
         };
         Fields {
-            is_main: parent.is_none(),
             parent: Cell::new(parent),
             stack_size,
             run,
@@ -188,11 +196,7 @@ impl Drop for Inner {
 
 /// The fields of [`Fields`] without drop glue, which [`Inner::take_parent_of_bare`]
 /// leaves.
-const _: () = assert!(
-    !std::mem::needs_drop::<OwnerAndState>()
-        && !std::mem::needs_drop::<usize>()
-        && !std::mem::needs_drop::<bool>()
-);
+const _: () = assert!(!std::mem::needs_drop::<OwnerAndState>() && !std::mem::needs_drop::<usize>());
 
 impl Inner {
     /// Whether the state at `this`, being freed, holds nothing to drop but its parent
@@ -227,7 +231,6 @@ impl Inner {
             fields:
                 Fields {
                     owner_and_state: _,
-                    is_main: _,
                     parent,
                     stack_size: _,
                     extras: _,
@@ -604,7 +607,7 @@ impl Greenlet {
     /// ```
     #[inline]
     pub fn is_main(&self) -> bool {
-        self.inner.is_main
+        self.inner.is_main()
     }
 
     /// The name given with [`Builder::name`], if any.

@@ -831,25 +831,35 @@ fn finish_inline(ts: &ThreadState, outcome: impl Outgoing) -> ! {
     // one lives: `leave` runs none of the user's code, and `finish_further` clones it first.
     let parent = unsafe { (*me.parent.as_ptr()).as_ref() };
     match parent {
-        // The usual case: back to the parent, suspended in a switch.
-        // Its stored state (a greenlet's parent is always of its thread): the parent is
-        // not the running greenlet, we are.
-        Some(parent) if parent.inner.owner_and_state.word() == ts.keys.suspended => {
-            leave(ts, me, parent, outcome)
+        // The usual case: back to the parent, suspended in a switch, while switches need
+        // not take their full path. One comparison tells both: its stored state (a
+        // greenlet's parent is always of its thread; the parent is not the running
+        // greenlet, we are) with the thread's usual key (see `UsualKeys`), which matches
+        // nothing while switches are full.
+        Some(parent) if parent.inner.owner_and_state.word() == ts.usual.suspended() => {
+            leave(ts, me, parent, outcome, false)
         }
         _ => finish_further(ts, me.parent(), outcome),
     }
 }
 
-/// [`finish`] when the parent is not suspended: dead, or unstarted.
+/// [`finish`] when the parent is not suspended (dead, or unstarted), or the switch must
+/// take its full path.
 #[cold]
 #[inline(never)]
 fn finish_further(ts: &ThreadState, parent: Option<Greenlet>, outcome: impl Outgoing) -> ! {
     match finish_target(ts, parent) {
-        Ok(target) => leave(ts, ts.current_inner(), target, outcome),
+        Ok(target) => leave(
+            ts,
+            ts.current_inner(),
+            target,
+            outcome,
+            ts.switches_in_full(),
+        ),
         Err((target, error)) => {
             drop(outcome);
-            leave(ts, ts.current_inner(), target, Delivery::Error(error))
+            let full = ts.switches_in_full();
+            leave(ts, ts.current_inner(), target, Delivery::Error(error), full)
         }
     }
 }
@@ -888,14 +898,22 @@ fn finish_target(
 
 /// Leaves the finished current greenlet's stack for good, switching to `target`. `me` is
 /// the current greenlet's state, as the caller found it (reading it again here cost a load:
-/// the compiler cannot tell that the stores before did not change it).
+/// the compiler cannot tell that the stores before did not change it); `full` is
+/// [`ThreadState::switches_in_full`], which the usual path knows is false.
 ///
 /// A plain value goes as in the usual switch ([`switch_to`]): the stack left behind is not
 /// the resumed side's to reclaim, but the thread state's, later (see
 /// [`ThreadState::record_finished`]), so finishing needs no handoff.
 #[inline(always)]
-fn leave(ts: &ThreadState, me: &Inner, target: impl Borrow<Greenlet>, outcome: impl Outgoing) -> ! {
+fn leave(
+    ts: &ThreadState,
+    me: &Inner,
+    target: impl Borrow<Greenlet>,
+    outcome: impl Outgoing,
+    full: bool,
+) -> ! {
     debug_assert!(ptr::eq(me, ts.current_address()));
+    debug_assert_eq!(full, ts.switches_in_full());
     let mut parked = MaybeUninit::uninit();
     let mut handoff = MaybeUninit::uninit();
     let (from, to, carried) = {
@@ -908,7 +926,6 @@ fn leave(ts: &ThreadState, me: &Inner, target: impl Borrow<Greenlet>, outcome: i
         let from = origin_inner.context_ptr();
         // As in `switch_to`: a greenlet that finishes without a handle left is freed by
         // the receiving side.
-        let full = ts.switches_in_full();
         let carried = outcome.send(ts, !full, origin, &mut parked, &mut handoff);
         if full && ts.fp.in_use() {
             fp::exchange(ts, origin_inner, &handle.inner);

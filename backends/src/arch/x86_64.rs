@@ -107,11 +107,12 @@
 //! switch frame of whoever resumed it last: every switch into a context rewrites it.
 //! `trampoline` keeps the context's address in rbp, which every function it enters saves
 //! and restores as the ABI requires, and its CFI tells the unwinder that its caller's CFA
-//! is `[rbp] + 24`: the link, plus the switch frame's three words; and that the caller's rbx, resume address and rbp are saved below that CFA as
-//! in any switch frame. From there the unwinder is in the resumer's own function, at the
-//! label ending its switch, with rsp as it was when the switch began: that function's own
-//! CFI, which knows nothing of the three pushes, describes the rest of its frame,
-//! including the r12-r15 its prologue saved. Backtraces, debuggers and the panic
+//! is `[rbp] + 24`: the link, plus the switch frame's three words; and that the caller's
+//! rbx, resume address and rbp are saved below that CFA as in any switch frame. From
+//! there the unwinder is in the resumer's own function, at the label ending its switch,
+//! with rsp as it was when the switch began: that function's own CFI, which knows nothing
+//! of the three pushes, describes the rest of its frame, including the r12-r15 its
+//! prologue saved. Backtraces, debuggers and the panic
 //! runtime's search phase therefore walk from a context's frames into the code that
 //! resumed it, and on through that code's own resumer.
 //!

@@ -58,17 +58,25 @@ pub(super) const COUNT: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
 /// still lands in the guard rather than in the stack below.
 const GUARD_SIZE: usize = 16 * 1024;
 
-/// One size class; `usable() == 2^(MIN_SHIFT + index)`.
+/// One size class, held as its usable size: `2^(MIN_SHIFT + index)`. (Held so, the size
+/// a greenlet asks for is compared with a stack's in one instruction, when a greenlet
+/// starts on the stack its state kept; the index is a count of trailing zeros away.)
 ///
 /// Invariant: the index is below [`COUNT`]; only [`for_size`](Self::for_size),
-/// [`SMALLEST`](Self::SMALLEST) and [`all`](Self::all) make one (and tests, with indices
-/// below `COUNT`).
+/// [`SMALLEST`](Self::SMALLEST), [`all`](Self::all) and [`of_index`](Self::of_index) make
+/// one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct SizeClass(u8);
+pub(super) struct SizeClass(usize);
 
 impl SizeClass {
     /// The class of the smallest stacks (16 KiB; unused where pages are larger).
-    pub(super) const SMALLEST: SizeClass = SizeClass(0);
+    pub(super) const SMALLEST: SizeClass = SizeClass(1 << MIN_SHIFT);
+
+    /// The class at `index`, below [`COUNT`].
+    const fn of_index(index: usize) -> SizeClass {
+        assert!(index < COUNT);
+        SizeClass((1 << MIN_SHIFT) << index)
+    }
 
     /// The smallest class with at least `usable_size` usable bytes.
     pub(super) fn for_size(usable_size: usize) -> Result<Self, StackError> {
@@ -78,14 +86,12 @@ impl SizeClass {
         let wanted = usable_size.max(1 << MIN_SHIFT).max(os::page_size());
         // `wanted <= MAX_STACK_SIZE` unless pages are larger than that, which no system has.
         let shift = wanted.next_power_of_two().trailing_zeros().min(MAX_SHIFT);
-        // The cast cannot truncate: the difference is below COUNT.
-        Ok(SizeClass((shift - MIN_SHIFT) as u8))
+        Ok(SizeClass::of_index((shift - MIN_SHIFT) as usize))
     }
 
     /// Every class, in the order of their indices.
     pub(super) fn all() -> impl Iterator<Item = SizeClass> {
-        // The cast cannot truncate: COUNT is below 256.
-        (0..COUNT as u8).map(SizeClass)
+        (0..COUNT).map(SizeClass::of_index)
     }
 
     /// The requested sizes [`for_size`](Self::for_size) answers with this class, as the
@@ -104,9 +110,9 @@ impl SizeClass {
     /// Position of this class among all classes, for per-class tables: below [`COUNT`].
     #[inline]
     pub(super) fn index(self) -> usize {
-        let index = usize::from(self.0);
+        let index = (self.usable().trailing_zeros() - MIN_SHIFT) as usize;
         // SAFETY: the type's invariant. Telling the compiler spares every per-class table
-        // lookup its bounds check, and lets it see that `usable()` is at least 16 KiB.
+        // lookup its bounds check.
         unsafe { std::hint::assert_unchecked(index < COUNT) };
         index
     }
@@ -114,7 +120,14 @@ impl SizeClass {
     /// Usable bytes of a stack of this class.
     #[inline]
     pub(super) fn usable(self) -> usize {
-        (1 << MIN_SHIFT) << self.index()
+        // SAFETY: the type's invariant. Telling the compiler lets it see that the size is
+        // at least 16 KiB, and a power of two.
+        unsafe {
+            std::hint::assert_unchecked(
+                self.0 >= 1 << MIN_SHIFT && self.0 <= MAX_STACK_SIZE && self.0.is_power_of_two(),
+            )
+        };
+        self.0
     }
 
     /// Bytes of one slot: guard plus usable stack.
@@ -155,7 +168,7 @@ mod tests {
     fn each_class_knows_the_sizes_it_answers() {
         let mut next = 0;
         for index in 0..COUNT {
-            let class = SizeClass(index as u8);
+            let class = SizeClass::of_index(index);
             let (lowest, highest) = class.sizes();
             if highest < SizeClass::for_size(0).unwrap().usable() {
                 continue; // below the page size: no size maps here
@@ -190,7 +203,7 @@ mod tests {
         assert_eq!(guard_len() % page, 0);
         assert!(guard_len() >= 16 * 1024);
         for index in 0..COUNT {
-            let class = SizeClass(index as u8);
+            let class = SizeClass::of_index(index);
             assert_eq!(class.slot_size() % page, 0);
             assert_eq!(class.slot_size(), guard_len() + class.usable());
         }
