@@ -91,16 +91,21 @@ unsafe fn free_block(block: NonNull<Counted>) {
 /// list's link, head and length cost seven instructions to take and eight to give). Those
 /// freed while the slot is full go to a list of at most `limit`.
 pub(crate) struct BlockCache {
-    spare: Cell<NextBlock>,
-    /// Whether the cache keeps anything: not under Valgrind, which then sees every freed
-    /// state freed, and reports a use after free.
-    keeps: bool,
+    /// The spare allocation; null when there is none, [`CLOSED`] when the cache keeps
+    /// nothing (under Valgrind, which then sees every freed state freed, and reports a
+    /// use after free): then no block goes in, and none comes out, with no test more.
+    spare: Cell<*mut Counted>,
     head: Cell<NextBlock>,
     len: Cell<usize>,
     /// How many blocks the list keeps at most: [`CACHE_LIMIT`] - 1, the spare being one;
     /// none when the cache keeps nothing.
     limit: usize,
 }
+
+/// The spare slot of a cache that keeps nothing: an address no allocation has, above
+/// null, so that `take` tests for a block with one comparison, and `give` sees the slot
+/// full.
+const CLOSED: *mut Counted = ptr::without_provenance_mut(1);
 
 impl BlockCache {
     /// An empty cache: of [`CACHE_LIMIT`] blocks; none under Valgrind, unless the
@@ -114,8 +119,7 @@ impl BlockCache {
     /// An empty cache that keeps at most `limit` blocks.
     fn with_limit(limit: usize) -> Self {
         BlockCache {
-            spare: Cell::new(None),
-            keeps: limit > 0,
+            spare: Cell::new(if limit > 0 { ptr::null_mut() } else { CLOSED }),
             head: Cell::new(None),
             len: Cell::new(0),
             limit: limit.saturating_sub(1),
@@ -126,10 +130,19 @@ impl BlockCache {
     /// or an exited context (see the module docs).
     #[inline(always)]
     fn take(&self) -> Option<NonNull<Counted>> {
-        match self.spare.take() {
-            Some(block) => Some(block),
-            None => self.take_from_list(),
+        let spare = self.spare.get();
+        if spare.addr() > CLOSED.addr() {
+            self.spare.set(ptr::null_mut());
+            // SAFETY: above `CLOSED`, so neither null nor the marker: a block `give` put.
+            return Some(unsafe { NonNull::new_unchecked(spare) });
         }
+        self.take_from_list()
+    }
+
+    /// Whether the cache keeps anything (see [`BlockCache::spare`]).
+    #[cfg(test)]
+    fn keeps(&self) -> bool {
+        self.spare.get() != CLOSED
     }
 
     /// [`BlockCache::take`] when the spare slot is empty. (Out of line, its call made the
@@ -152,8 +165,8 @@ impl BlockCache {
     /// it but its context slot, which holds `None` or an exited context.
     #[inline(always)]
     unsafe fn give(&self, block: NonNull<Counted>) {
-        if self.spare.get().is_none() && self.keeps {
-            self.spare.set(Some(block));
+        if self.spare.get().is_null() {
+            self.spare.set(block.as_ptr());
         } else {
             // SAFETY: the caller's contract.
             unsafe { self.give_to_list(block) }
@@ -480,7 +493,7 @@ mod tests {
         }
         // The first CACHE_LIMIT were kept (the first in the spare slot, the next in the
         // list); the 3 after them were freed at once.
-        assert_eq!(cache.spare.get(), Some(blocks[0]));
+        assert_eq!(cache.spare.get(), blocks[0].as_ptr());
         assert_eq!(cache.len.get(), CACHE_LIMIT - 1);
         assert_eq!(cache.take(), Some(blocks[0]));
         assert_eq!(cache.take(), Some(blocks[CACHE_LIMIT - 1]));
@@ -549,7 +562,7 @@ mod tests {
         let under_valgrind = std::env::var_os("GREENLET_UNDER_VALGRIND").is_some()
             && std::env::var_os(KEEP_CACHE_VAR).is_none();
         let cache = BlockCache::new();
-        assert_eq!(cache.keeps, !under_valgrind);
+        assert_eq!(cache.keeps(), !under_valgrind);
         // The list holds all but the spare.
         let expected = if under_valgrind { 0 } else { CACHE_LIMIT - 1 };
         assert_eq!(cache.limit, expected);
