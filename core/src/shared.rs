@@ -354,22 +354,27 @@ impl Drop for Shared {
     #[inline]
     fn drop(&mut self) {
         let count = &self.counted().count;
-        let left = count.get() - 1;
-        count.set(left);
-        if left == 0 {
-            // SAFETY: this was the last count: no handle can reach the state any more.
+        let held = count.get();
+        if held == 1 {
+            // The last count: `free` gives it up (a state that goes to the cache needs no
+            // count of zero written, so the usual drop writes nothing here).
+            // SAFETY: no other handle can reach the state.
             unsafe { free(self.ptr) }
+        } else {
+            count.set(held - 1);
         }
     }
 }
 
-/// Drops the state of an allocation whose last count is gone, then caches or frees it;
-/// unless it is the state of the running greenlet, which the thread state still points at:
-/// that one is left for the switch away from it (see the module docs).
+/// Drops the state of an allocation whose last handle is being dropped (its count still
+/// says 1), then caches or frees it; unless it is the state of the running greenlet,
+/// which the thread state still points at: that one is left, with a count of zero, for
+/// the switch away from it (see the module docs).
 ///
 /// # Safety
 ///
-/// No handle refers to the allocation any more.
+/// The handle being dropped is the only one that refers to the allocation, and it is not
+/// used again.
 #[inline(never)]
 unsafe fn free(ptr: NonNull<Counted>) {
     // Every call out of here is its last act (a tail call), so that the usual path saves
@@ -383,6 +388,8 @@ unsafe fn free(ptr: NonNull<Counted>) {
         return unsafe { free_late(ptr) };
     };
     if ptr::eq(ts.current_address(), inner) {
+        // SAFETY: the allocation is alive (the caller's contract).
+        unsafe { (*ptr.as_ptr()).count.set(0) };
         return ts.orphan_current();
     }
     ts.forget_finished(inner);
