@@ -56,12 +56,12 @@ pub(crate) type Locals = Vec<(TypeId, Box<dyn Any>)>;
 #[repr(C)]
 pub(crate) struct Inner {
     /// The backend context: the thread's for a main greenlet; before the first start,
-    /// `None` or the exited context of a greenlet that had this state's allocation before
-    /// (see [`crate::shared`]), whose stack the start may reuse; after death, the exited
-    /// context until the thread takes the stack back (see
+    /// none ([`no_context`]) or the exited context of a greenlet that had this state's
+    /// allocation before (see [`crate::shared`]), whose stack the start may reuse; after
+    /// death, the exited context until the thread takes the stack back (see
     /// [`ThreadState::record_finished`](crate::thread::ThreadState::record_finished)), or
     /// until the allocation goes to the next greenlet.
-    pub(crate) context: UnsafeCell<Option<DefaultContext>>,
+    pub(crate) context: UnsafeCell<DefaultContext>,
     pub(crate) fields: Fields,
 }
 
@@ -176,16 +176,24 @@ impl Deref for Inner {
     }
 }
 
+/// What a context slot holds when its greenlet has no context of its own (not started
+/// yet on a stack of its own, or its stack taken back): a context of the thread's kind,
+/// without a stack, which nothing switches to ([`Context::stack_size`] says 0). (An
+/// `Option` cost the usual start a test more: see `switch::restart_kept`.)
+#[inline]
+pub(crate) fn no_context() -> DefaultContext {
+    DefaultContext::thread()
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // A context still here belongs to a main greenlet, to a suspended greenlet that
         // could not be killed because its thread has exited, or to a finished greenlet
         // whose stack its thread had not taken back yet: its frames are discarded without
         // running destructors, and its stack goes back to the global pool.
-        if let Some(context) = self.context.get_mut().take() {
-            // SAFETY: nothing runs on a greenlet that has no handle left.
-            drop(unsafe { context.into_stack() });
-        }
+        let context = std::mem::replace(self.context.get_mut(), no_context());
+        // SAFETY: nothing runs on a greenlet that has no handle left.
+        drop(unsafe { context.into_stack() });
         // The parent first, then the extras (the locals), then (the fields' own drop) an
         // uncalled closure: the order the state's parts have always been dropped in, which
         // the conformance suite's random model checks.
@@ -221,7 +229,7 @@ impl Inner {
     /// # Safety
     ///
     /// `this` is a live, bare state that nothing uses any more, and is not used again but
-    /// for its context slot. Its context is `None` or has exited.
+    /// for its context slot. Its context is none or has exited.
     #[inline(always)]
     pub(crate) unsafe fn take_parent_of_bare(this: *const Inner) -> Option<Greenlet> {
         // Every field named, so that a new one cannot be missed here.
@@ -251,12 +259,12 @@ impl Inner {
     /// # Safety
     ///
     /// As for `ptr::drop_in_place`: `this` is a live state that nothing uses any more, and
-    /// it is not used again but for its context slot. Its context is `None` or has exited.
+    /// it is not used again but for its context slot. Its context is none or has exited.
     pub(crate) unsafe fn drop_in_place_but_context(this: *mut Inner) {
         // SAFETY: the caller's contract; the context is moved out first, so that the drop
-        // glue finds `None`, and back after.
+        // glue finds none, and back after.
         unsafe {
-            let kept = (*(*this).context.get()).take();
+            let kept = (*this).context.get().replace(no_context());
             std::ptr::drop_in_place(this);
             (&raw mut (*this).context).write(UnsafeCell::new(kept));
         }
@@ -279,11 +287,14 @@ impl Inner {
         // holds a context from `switch::prepare` (or the thread state's creation, for a
         // main greenlet) until the greenlet's death: every caller switches from the running
         // greenlet or to a suspended or prepared one, whose slot is full.
-        unsafe {
-            let slot = &mut *self.context.get();
-            debug_assert!(slot.is_some(), "greenlet: a greenlet without a context");
-            slot.as_mut().unwrap_unchecked()
-        }
+        let slot = self.context.get();
+        debug_assert!(
+            // SAFETY: as above; a read of the context's fields, which nothing writes
+            // meanwhile.
+            unsafe { (*slot).stack_size() } != 0 || self.is_main(),
+            "greenlet: a greenlet without a context"
+        );
+        slot
     }
 
     /// A new handle to the parent (`None` for a main greenlet).

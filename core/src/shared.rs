@@ -27,7 +27,7 @@ use std::ptr::{self, NonNull};
 use greenlet_backends::DefaultContext;
 use greenlet_backends::stack::running_on_valgrind;
 
-use crate::greenlet::{Fields, Greenlet, Inner};
+use crate::greenlet::{Fields, Greenlet, Inner, no_context};
 use crate::thread::{self, ThreadState};
 
 /// At most this many freed allocations are kept per thread.
@@ -60,9 +60,9 @@ fn next_link(block: NonNull<Counted>) -> *mut NextBlock {
     unsafe { (&raw mut (*block.as_ptr()).count).cast::<NextBlock>() }
 }
 
-/// The context slot of an allocation, which holds `None` or a context that has exited
+/// The context slot of an allocation, which holds none or a context that has exited
 /// while the allocation is cached.
-fn context_slot(block: NonNull<Counted>) -> *mut Option<DefaultContext> {
+fn context_slot(block: NonNull<Counted>) -> *mut DefaultContext {
     // SAFETY: in bounds of the allocation: only the field's address is taken.
     UnsafeCell::raw_get(unsafe { &raw const (*block.as_ptr()).inner.context })
 }
@@ -73,7 +73,7 @@ fn context_slot(block: NonNull<Counted>) -> *mut Option<DefaultContext> {
 /// # Safety
 ///
 /// `block` is an allocation of this layout owned by the caller, whose context slot holds
-/// `None` or an exited context, and nothing else alive.
+/// none or an exited context, and nothing else alive.
 #[cold]
 #[inline(never)]
 unsafe fn free_block(block: NonNull<Counted>) {
@@ -126,7 +126,7 @@ impl BlockCache {
         }
     }
 
-    /// A cached allocation: nothing alive in it but its context slot, which holds `None`
+    /// A cached allocation: nothing alive in it but its context slot, which holds none
     /// or an exited context (see the module docs).
     #[inline(always)]
     fn take(&self) -> Option<NonNull<Counted>> {
@@ -162,7 +162,7 @@ impl BlockCache {
     /// # Safety
     ///
     /// `block` is an allocation of a `Counted` owned by the caller, with nothing alive in
-    /// it but its context slot, which holds `None` or an exited context.
+    /// it but its context slot, which holds none or an exited context.
     #[inline(always)]
     unsafe fn give(&self, block: NonNull<Counted>) {
         if self.spare.get().is_null() {
@@ -196,7 +196,7 @@ impl Drop for BlockCache {
     fn drop(&mut self) {
         while let Some(block) = self.take() {
             // SAFETY: cached blocks are allocations of this layout that nothing uses, with
-            // `None` or an exited context in their context slot.
+            // none or an exited context in their context slot.
             unsafe { free_block(block) };
         }
     }
@@ -209,8 +209,8 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Moves the state `make` returns into an allocation (one from `cache` if it has one)
-    /// with a count of one. The context is what the allocation holds: `None` in a new one,
-    /// `None` or the exited context a finished greenlet left in a cached one, for the new
+    /// with a count of one. The context is what the allocation holds: none in a new one,
+    /// none or the exited context a finished greenlet left in a cached one, for the new
     /// greenlet to reuse its stack (see the module docs). Writing the rest alone leaves it
     /// where it is (moved out and back, it was copied through the stack).
     ///
@@ -223,12 +223,12 @@ impl Shared {
             None => {
                 let block = allocate();
                 // SAFETY: a new allocation of a `Counted`, ours alone.
-                unsafe { context_slot(block).write(None) };
+                unsafe { context_slot(block).write(no_context()) };
                 block
             }
         };
         // SAFETY: `ptr` is an allocation of a `Counted` with nothing alive in it but its
-        // context slot, which holds `None` or an exited context. If `make` panics, the
+        // context slot, which holds none or an exited context. If `make` panics, the
         // block is leaked, which is safe.
         unsafe {
             (&raw mut (*ptr.as_ptr()).count).write(Cell::new(1));
@@ -394,7 +394,7 @@ unsafe fn free(ptr: NonNull<Counted>) {
     }
     ts.forget_finished(inner);
     // From here on, the state is dropped exactly once, all but its context, which is
-    // `None` or has exited: no greenlet that has not finished loses its last handle in a
+    // none or has exited: no greenlet that has not finished loses its last handle in a
     // thread that runs (a suspended one is killed first, or leaked if that fails; a main
     // greenlet's state lives as long as its thread's state), and the thread state does not
     // point at it any more.
@@ -490,7 +490,7 @@ mod tests {
             .map(|_| {
                 let block = allocate();
                 // SAFETY: a fresh allocation, ours; a cached one holds a context slot.
-                unsafe { context_slot(block).write(None) };
+                unsafe { context_slot(block).write(no_context()) };
                 block
             })
             .collect();
@@ -526,7 +526,7 @@ mod tests {
             let block = allocate();
             // SAFETY: a fresh allocation, ours, with an empty context slot; given away.
             unsafe {
-                context_slot(block).write(None);
+                context_slot(block).write(no_context());
                 cache.give(block);
             }
             // Freed at once (Miri would see a leak otherwise): nothing to take back.

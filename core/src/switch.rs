@@ -42,7 +42,7 @@ use greenlet_backends::{Context, DefaultContext};
 
 use crate::error::Error;
 use crate::fp;
-use crate::greenlet::{Greenlet, Inner, State};
+use crate::greenlet::{Greenlet, Inner, State, no_context};
 use crate::shared::Shared;
 use crate::thread::{self, ThreadState, UsualKeys};
 use crate::trace;
@@ -490,9 +490,10 @@ fn restart_kept(ts: &ThreadState, greenlet: &Greenlet) -> bool {
     // raw pointers (`context_ptr`), and not while we run here.
     let kept = unsafe { &mut *greenlet.inner.context.get() };
     match kept {
-        Some(context) if context.stack_size() == greenlet.inner.stack_size => {
+        // (None, `no_context`, has no stack: a size of 0, which no greenlet asks for.)
+        context if context.stack_size() == greenlet.inner.stack_size => {
             let data = ptr::from_ref(ts).cast_mut().cast::<()>();
-            // SAFETY: an unstarted greenlet's slot holds `None` or a context that has
+            // SAFETY: an unstarted greenlet's slot holds none or a context that has
             // exited (the one its allocation's last greenlet left), which nothing runs on
             // or references.
             unsafe { DefaultContext::restart(context, greenlet.inner.run.entry(), data) };
@@ -523,18 +524,18 @@ fn prepare_or_park(ts: &ThreadState, greenlet: &Greenlet) -> bool {
 fn prepare_from_pool(ts: &ThreadState, greenlet: &Greenlet) -> Result<(), StackError> {
     debug_assert_eq!(greenlet.inner.owner_and_state.state(), State::Unstarted);
     // Emptied at once, so that the slot holds nothing stale if no stack can be had.
-    // SAFETY: as in `restart_kept`; what the slot held, `None` or a context that has
+    // SAFETY: as in `restart_kept`; what the slot held, none or a context that has
     // exited, is ours to take apart.
-    let left = unsafe { (*greenlet.inner.context.get()).take() };
-    // SAFETY: as above: an exited context.
-    if let Some(stack) = left.and_then(|context| unsafe { context.into_stack() }) {
+    let left = unsafe { greenlet.inner.context.get().replace(no_context()) };
+    // SAFETY: as above: an exited context, or none.
+    if let Some(stack) = unsafe { left.into_stack() } {
         ts.give_to_pool(stack);
     }
     let stack = ts.take_stack(greenlet.inner.stack_size)?;
     let data = ptr::from_ref(ts).cast_mut().cast::<()>();
     let context = DefaultContext::new(stack, greenlet.inner.run.entry(), data);
-    // SAFETY: as above; the slot is empty, so writing over it loses nothing.
-    unsafe { greenlet.inner.context.get().write(Some(context)) };
+    // SAFETY: as above; the slot holds none, so writing over it loses nothing.
+    unsafe { greenlet.inner.context.get().write(context) };
     greenlet.inner.owner_and_state.set(ts.keys.suspended);
     Ok(())
 }

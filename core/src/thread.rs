@@ -19,7 +19,7 @@ use greenlet_backends::{Context, DefaultContext};
 use crate::entry::EntryClosure;
 use crate::error::Error;
 use crate::fp::ThreadFp;
-use crate::greenlet::{Fields, Greenlet, Inner, State};
+use crate::greenlet::{Fields, Greenlet, Inner, State, no_context};
 use crate::kill::UnraisableHook;
 use crate::owner::OwnerAndState;
 use crate::shared::{BlockCache, Shared};
@@ -171,9 +171,9 @@ impl ThreadState {
                 Cell::new(None),
             )
         });
-        // SAFETY: the state is ours alone yet, and its slot holds `None` (a new
-        // allocation's), which the write replaces with nothing to drop.
-        unsafe { inner.context.get().write(Some(DefaultContext::thread())) };
+        // SAFETY: the state is ours alone yet, and its slot holds none (`no_context`: a
+        // new allocation's), which the write replaces with nothing to drop.
+        unsafe { inner.context.get().write(DefaultContext::thread()) };
         let current = Shared::as_ptr(&inner);
         ThreadState {
             serial,
@@ -246,12 +246,10 @@ impl ThreadState {
     #[inline(never)]
     unsafe fn reclaim_stack(&self, dead: *const Inner) {
         // SAFETY: the caller's contract: the context exited, and nothing references it.
-        let context = unsafe { (*(*dead).context.get()).take() };
-        if let Some(context) = context {
-            // SAFETY: an exited context is not running.
-            if let Some(stack) = unsafe { context.into_stack() } {
-                self.give_to_pool(stack);
-            }
+        let context = unsafe { (*dead).context.get().replace(no_context()) };
+        // SAFETY: an exited context (or none) is not running.
+        if let Some(stack) = unsafe { context.into_stack() } {
+            self.give_to_pool(stack);
         }
     }
 
@@ -471,7 +469,7 @@ mod tests {
     /// Whether `greenlet`'s state still holds a context (and so a stack).
     fn holds_a_stack(greenlet: &Greenlet) -> bool {
         // SAFETY: the greenlet is not running: nothing else reaches the slot now.
-        unsafe { (*greenlet.inner.context.get()).is_some() }
+        unsafe { (*greenlet.inner.context.get()).stack_size() != 0 }
     }
 
     #[test]
