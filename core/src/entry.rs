@@ -70,6 +70,11 @@ where
 /// `false` parameter keeps it apart from the entry of a closure of this very type.)
 type NoClosure = fn(Value) -> Result<(), Error>;
 
+/// The entry of a greenlet whose closure is gone (see [`NoClosure`]). A constant, so that
+/// every use is the same function pointer (made anew at each use, two pointers to one
+/// function may differ, as they do under Miri).
+const NO_CLOSURE_ENTRY: EntryFn = switch::greenlet_entry::<NoClosure, (), false>;
+
 /// A greenlet's closure until it is called or discarded; empty for a main greenlet.
 pub(crate) struct EntryClosure {
     buf: UnsafeCell<ClosureBuf>,
@@ -113,7 +118,7 @@ impl EntryClosure {
     pub(crate) fn entry(&self) -> EntryFn {
         match self.vtable.get() {
             Some(vtable) => vtable.entry,
-            None => switch::greenlet_entry::<NoClosure, (), false>,
+            None => NO_CLOSURE_ENTRY,
         }
     }
 
