@@ -480,7 +480,7 @@ fn prepare_usual(ts: &ThreadState, greenlet: &Greenlet) -> bool {
 
 /// Starts the unstarted `greenlet` on the stack its state kept, if there is one of the
 /// size asked for: the context the allocation's last greenlet left, which has exited, is
-/// made new again where it is ([`Context::restart`]: three words on its stack and its
+/// made new again where it is ([`Context::restart`]: four words on its stack and its
 /// stack pointer, rather than a whole context built and moved into the slot). Returns
 /// whether it did; if not, nothing has changed.
 #[inline(always)]
@@ -490,7 +490,8 @@ fn restart_kept(ts: &ThreadState, greenlet: &Greenlet) -> bool {
     // raw pointers (`context_ptr`), and not while we run here.
     let kept = unsafe { &mut *greenlet.inner.context.get() };
     match kept {
-        // (None, `no_context`, has no stack: a size of 0, which no greenlet asks for.)
+        // (A slot without a context holds `no_context`, whose stack size is 0, which no
+        // greenlet asks for.)
         context if context.stack_size() == greenlet.inner.stack_size => {
             let data = ptr::from_ref(ts).cast_mut().cast::<()>();
             // SAFETY: an unstarted greenlet's slot holds none or a context that has
