@@ -466,7 +466,7 @@ mod tests {
     use super::*;
     use greenlet_backends::stack::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE, running_on_valgrind};
 
-    /// Whether `greenlet`'s state still holds a context (and so a stack).
+    /// Whether `greenlet`'s state still holds a context with a stack (not `no_context`).
     fn holds_a_stack(greenlet: &Greenlet) -> bool {
         // SAFETY: the greenlet is not running: nothing else reaches the slot now.
         unsafe { (*greenlet.inner.context.get()).stack_size() != 0 }
