@@ -270,6 +270,31 @@ macro_rules! resume_rdx {
     };
 }
 
+/// Writes, below `top`, what the first switch into a context reads: a switch frame that
+/// resumes in `trampoline` with `entry` in the rbx slot, and `data` (the address the
+/// trampoline hands `entry`) above it; returns the context's `sp`. `new` and `restart`
+/// both write these words: a context's run overwrites the switch frame, and `restart` may
+/// be given other data (see the module docs).
+///
+/// # Safety
+///
+/// `top` is the top of a stack of at least `TOP_RESERVED + SWITCH_FRAME` usable bytes,
+/// owned by the caller, on which nothing runs.
+#[inline(always)]
+unsafe fn write_start_frame(top: *mut usize, entry: EntryFn, data: usize) -> *mut u8 {
+    // SAFETY: the caller's contract: the words written lie in the stack's usable part.
+    unsafe {
+        let frame = top.sub((TOP_RESERVED + SWITCH_FRAME) / 8);
+        top.sub(TOP_DATA).write(data);
+        frame.add(RBP_WORD).write(&raw const TERMINAL_LINK as usize);
+        frame
+            .add(RESUME_WORD)
+            .write(trampoline as *const () as usize);
+        frame.add(RBX_WORD).write(entry as usize);
+        frame.cast::<u8>()
+    }
+}
+
 /// The bottom frame of every context: enters `entry(value, data)`, which never returns.
 ///
 /// Never called: the first switch into a new context jumps into it with rsp at top - 24,
@@ -324,19 +349,13 @@ unsafe impl Context for AsmContext {
     fn new(stack: GuardedStack, entry: EntryFn, data: *mut ()) -> Self {
         assert!(stack.usable_size() >= TOP_RESERVED + SWITCH_FRAME);
         let top = stack.top().cast::<usize>();
-        let tramp = trampoline as *const () as usize;
         let return_address = trampoline_return_address();
         // SAFETY: `top` is 16-byte aligned and the 48 bytes below it lie in the usable
         // part of a stack we own exclusively (checked just above); nothing runs on it yet.
         let sp = unsafe {
-            let frame = top.sub((TOP_RESERVED + SWITCH_FRAME) / 8);
             top.sub(TOP_UNUSED).write(0);
-            top.sub(TOP_DATA).write(data as usize);
             top.sub(TOP_RETURN).write(return_address);
-            frame.add(RBP_WORD).write(&raw const TERMINAL_LINK as usize);
-            frame.add(RESUME_WORD).write(tramp);
-            frame.add(RBX_WORD).write(entry as usize);
-            frame.cast::<u8>()
+            write_start_frame(top, entry, data as usize)
         };
         AsmContext {
             link: NonNull::from(&TERMINAL_FRAME).cast(),
@@ -366,15 +385,7 @@ unsafe impl Context for AsmContext {
             );
             // A context made by `new` has a stack (the caller's contract).
             let stack = (*this).stack.as_ref().unwrap_unchecked();
-            let top = stack.top().cast::<usize>();
-            let frame = top.sub((TOP_RESERVED + SWITCH_FRAME) / 8);
-            top.sub(TOP_DATA).write(data as usize);
-            frame.add(RBP_WORD).write(&raw const TERMINAL_LINK as usize);
-            frame
-                .add(RESUME_WORD)
-                .write(trampoline as *const () as usize);
-            frame.add(RBX_WORD).write(entry as usize);
-            (*this).sp = frame.cast::<u8>();
+            (*this).sp = write_start_frame(stack.top().cast::<usize>(), entry, data as usize);
         }
     }
 
