@@ -127,7 +127,9 @@ impl BlockCache {
     }
 
     /// A cached allocation: nothing alive in it but its context slot, which holds none
-    /// or an exited context (see the module docs).
+    /// or an exited context (see the module docs), and its count, which says 1, ready for
+    /// the handle of the state made in it (the spare one kept the count its last handle
+    /// left, so taking it writes nothing there).
     #[inline(always)]
     fn take(&self) -> Option<NonNull<Counted>> {
         let spare = self.spare.get();
@@ -151,8 +153,12 @@ impl BlockCache {
     fn take_from_list(&self) -> Option<NonNull<Counted>> {
         let block = self.head.get()?;
         // SAFETY: blocks in the list are allocations of a `Counted` whose link
-        // `give_to_list` wrote, owned by the cache alone.
-        self.head.set(unsafe { next_link(block).read() });
+        // `give_to_list` wrote, owned by the cache alone; the count goes where the link
+        // was.
+        unsafe {
+            self.head.set(next_link(block).read());
+            (&raw mut (*block.as_ptr()).count).write(Cell::new(1));
+        }
         self.len.set(self.len.get() - 1);
         Some(block)
     }
@@ -162,7 +168,8 @@ impl BlockCache {
     /// # Safety
     ///
     /// `block` is an allocation of a `Counted` owned by the caller, with nothing alive in
-    /// it but its context slot, which holds none or an exited context.
+    /// it but its context slot, which holds none or an exited context, and its count,
+    /// which says 1 (see [`BlockCache::take`]).
     #[inline(always)]
     unsafe fn give(&self, block: NonNull<Counted>) {
         if self.spare.get().is_null() {
@@ -208,8 +215,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Moves the state `make` returns into an allocation (one from `cache` if it has one)
-    /// with a count of one. The context is what the allocation holds: none in a new one,
+    /// Moves the state `make` returns into an allocation (one from `cache` if it has one,
+    /// whose count says 1 already) with a count of one. The context is what the allocation holds: none in a new one,
     /// none or the exited context a finished greenlet left in a cached one, for the new
     /// greenlet to reuse its stack (see the module docs). Writing the rest alone leaves it
     /// where it is (moved out and back, it was copied through the stack).
@@ -223,17 +230,23 @@ impl Shared {
             None => {
                 let block = allocate();
                 // SAFETY: a new allocation of a `Counted`, ours alone.
-                unsafe { context_slot(block).write(no_context()) };
+                unsafe {
+                    context_slot(block).write(no_context());
+                    (&raw mut (*block.as_ptr()).count).write(Cell::new(1));
+                }
                 block
             }
         };
+        debug_assert_eq!(
+            // SAFETY: written above, or by the cache (see `BlockCache::take`).
+            unsafe { (*ptr.as_ptr()).count.get() },
+            1,
+            "greenlet: a block without its count of 1"
+        );
         // SAFETY: `ptr` is an allocation of a `Counted` with nothing alive in it but its
-        // context slot, which holds none or an exited context. If `make` panics, the
-        // block is leaked, which is safe.
-        unsafe {
-            (&raw mut (*ptr.as_ptr()).count).write(Cell::new(1));
-            (&raw mut (*ptr.as_ptr()).inner.fields).write(make());
-        }
+        // count and its context slot, which holds none or an exited context. If `make`
+        // panics, the block is leaked, which is safe.
+        unsafe { (&raw mut (*ptr.as_ptr()).inner.fields).write(make()) };
         Shared { ptr }
     }
 
@@ -481,19 +494,24 @@ mod tests {
     use super::*;
     use crate::Greenlet;
 
+    /// A fresh allocation as `free` gives them to the cache: an empty context slot and a
+    /// count of 1.
+    fn freed_block() -> NonNull<Counted> {
+        let block = allocate();
+        // SAFETY: a fresh allocation, ours.
+        unsafe {
+            context_slot(block).write(no_context());
+            (&raw mut (*block.as_ptr()).count).write(Cell::new(1));
+        }
+        block
+    }
+
     /// Pure allocation bookkeeping, no greenlet: this one runs under Miri too.
     #[test]
     fn the_cache_gives_blocks_back_last_in_first_out_and_frees_the_rest() {
         let cache = BlockCache::with_limit(CACHE_LIMIT);
         assert!(cache.take().is_none());
-        let blocks: Vec<_> = (0..CACHE_LIMIT + 3)
-            .map(|_| {
-                let block = allocate();
-                // SAFETY: a fresh allocation, ours; a cached one holds a context slot.
-                unsafe { context_slot(block).write(no_context()) };
-                block
-            })
-            .collect();
+        let blocks: Vec<_> = (0..CACHE_LIMIT + 3).map(|_| freed_block()).collect();
         for &block in &blocks {
             // SAFETY: ours, with nothing alive in it but an empty context slot.
             unsafe { cache.give(block) };
@@ -505,6 +523,12 @@ mod tests {
         assert_eq!(cache.take(), Some(blocks[0]));
         assert_eq!(cache.take(), Some(blocks[CACHE_LIMIT - 1]));
         assert_eq!(cache.take(), Some(blocks[CACHE_LIMIT - 2]));
+        // Taken from the spare slot or from the list, a block's count says 1 (in the list,
+        // its link was there).
+        for block in [blocks[0], blocks[CACHE_LIMIT - 1], blocks[CACHE_LIMIT - 2]] {
+            // SAFETY: a block taken back, ours; its count was written.
+            assert_eq!(unsafe { (*block.as_ptr()).count.get() }, 1);
+        }
         // Given back, a block goes to the empty spare slot, and comes back first.
         // SAFETY: ours, as above.
         unsafe { cache.give(blocks[0]) };
@@ -523,12 +547,8 @@ mod tests {
     fn a_cache_that_keeps_nothing_frees_every_block_at_once() {
         let cache = BlockCache::with_limit(0);
         for _ in 0..3 {
-            let block = allocate();
-            // SAFETY: a fresh allocation, ours, with an empty context slot; given away.
-            unsafe {
-                context_slot(block).write(no_context());
-                cache.give(block);
-            }
+            // SAFETY: a block as `free` gives them, ours; given away.
+            unsafe { cache.give(freed_block()) };
             // Freed at once (Miri would see a leak otherwise): nothing to take back.
             assert!(cache.take().is_none());
         }

@@ -832,17 +832,23 @@ fn finish_inline(ts: &ThreadState, outcome: impl Outgoing) -> ! {
     // SAFETY: a `Cell` hands out no references, and nothing replaces the parent while this
     // one lives: `leave` runs none of the user's code, and `finish_further` clones it first.
     let parent = unsafe { (*me.parent.as_ptr()).as_ref() };
-    match parent {
-        // The usual case: back to the parent, suspended in a switch, while switches need
-        // not take their full path. One comparison tells both: its stored state (a
-        // greenlet's parent is always of its thread; the parent is not the running
-        // greenlet, we are) with the thread's usual key (see `UsualKeys`), which matches
-        // nothing while switches are full.
-        Some(parent) if parent.inner.owner_and_state.word() == ts.usual.suspended() => {
-            leave(ts, me, parent, outcome, false)
-        }
-        _ => finish_further(ts, me.parent(), outcome),
+    debug_assert!(
+        parent.is_some(),
+        "greenlet: a finishing greenlet without a parent"
+    );
+    // SAFETY: only a main greenlet has no parent, and a main greenlet never finishes: it
+    // runs on its thread's own stack, not from an entry. (A parent is only out of its cell
+    // while no user code runs: see `Inner::parent`.)
+    let parent = unsafe { parent.unwrap_unchecked() };
+    // The usual case: back to the parent, suspended in a switch, while switches need not
+    // take their full path. One comparison tells both: its stored state (a greenlet's
+    // parent is always of its thread; the parent is not the running greenlet, we are) with
+    // the thread's usual key (see `UsualKeys`), which matches nothing while switches are
+    // full.
+    if parent.inner.owner_and_state.word() == ts.usual.suspended() {
+        leave(ts, me, parent, outcome, false)
     }
+    finish_further(ts, me.parent(), outcome)
 }
 
 /// [`finish`] when the parent is not suspended (dead, or unstarted), or the switch must

@@ -212,6 +212,10 @@ pub struct AsmContext {
     sp: *mut u8,
     /// `None` for the thread's context.
     stack: Option<GuardedStack>,
+    /// The stack's usable size; 0 for the thread's context. Kept beside the stack, so that
+    /// [`Context::stack_size`] is one load, with no test for a stack (the core asks it on
+    /// every start of a greenlet).
+    stack_size: usize,
 }
 
 // The niche the greenlet core's layout relies on (see `AsmContext::link`).
@@ -356,6 +360,7 @@ unsafe impl Context for AsmContext {
             return_address: 0,
             sp: ptr::null_mut(),
             stack: None,
+            stack_size: 0,
         }
     }
 
@@ -379,13 +384,18 @@ unsafe impl Context for AsmContext {
             link: NonNull::from(&TERMINAL_FRAME).cast(),
             return_address: trampoline_return_address(),
             sp,
+            stack_size: stack.usable_size(),
             stack: Some(stack),
         }
     }
 
     #[inline]
     fn stack_size(&self) -> usize {
-        self.stack.as_ref().map_or(0, GuardedStack::usable_size)
+        debug_assert_eq!(
+            self.stack_size,
+            self.stack.as_ref().map_or(0, GuardedStack::usable_size)
+        );
+        self.stack_size
     }
 
     // Only the switch frame and the data word are written: the run that exited entered

@@ -69,8 +69,9 @@ fn main() {
         }
         "create" => {
             for i in 0..n {
+                let input = black_box(i as usize);
                 let g = Greenlet::new(Ok);
-                let out = g.switch(black_box(i as usize)).expect("it returns");
+                let out = g.switch(input).expect("it returns");
                 drop(g);
                 black_box(out.downcast::<usize>().expect("a usize"));
             }
@@ -85,11 +86,12 @@ fn main() {
         "corosensei-create" => {
             let mut stack = DefaultStack::default();
             for i in 0..n {
+                let input = black_box(i as usize);
                 let coroutine = ScopedCoroutine::<usize, (), usize, _>::with_stack(
                     &mut stack,
                     |_yielder, input| input,
                 );
-                black_box(coroutine.scope(|mut c| c.resume(black_box(i as usize))));
+                black_box(coroutine.scope(|mut c| c.resume(input)));
             }
         }
         other => {
