@@ -87,23 +87,10 @@ fn report(greenlet: &Greenlet, event: Unraisable) {
     }
 }
 
-impl Drop for Greenlet {
-    #[inline]
-    fn drop(&mut self) {
-        // The last handle of a started greenlet that has not finished: the rest of the test
-        // (suspended, not running; not a main greenlet) is out of line with the kill.
-        if Shared::count(&self.inner) == 1 && self.inner.owner_and_state.state() == State::Suspended
-        {
-            kill_if_suspended(self);
-        }
-    }
-}
-
 /// Kills the greenlet of a last handle being dropped if it is suspended: not running, and
-/// not a main greenlet (whose state is stored as `Suspended` too).
-#[cold]
-#[inline(never)]
-fn kill_if_suspended(greenlet: &Greenlet) {
+/// not a main greenlet (whose state is stored as `Suspended` too). The handle's drop
+/// ([`Shared`]'s) calls it for a greenlet not known to be dead, off its usual path.
+pub(crate) fn kill_if_suspended(greenlet: &Greenlet) {
     if greenlet.state() == State::Suspended && !greenlet.is_main() {
         kill_last_handle(greenlet);
     }

@@ -28,7 +28,7 @@ use greenlet_backends::DefaultContext;
 use greenlet_backends::stack::running_on_valgrind;
 
 use crate::greenlet::{Fields, Greenlet, Inner, no_context};
-use crate::thread::{self, ThreadState};
+use crate::thread::{self, ThreadState, UsualKeys};
 
 /// At most this many freed allocations are kept per thread.
 const CACHE_LIMIT: usize = 64;
@@ -364,19 +364,91 @@ impl Clone for Shared {
 }
 
 impl Drop for Shared {
+    /// Gives up a count. The last one of a finished greenlet of this thread, the usual
+    /// case, goes to [`free_finished`], found with one comparison of the greenlet's word
+    /// with the thread's key for it (see `crate::thread::UsualKeys`), which also tells
+    /// that the thread's state is alive and that the greenlet is not running; any other
+    /// last one (whose greenlet is killed first if it is suspended) to [`drop_last`].
     #[inline]
     fn drop(&mut self) {
         let count = &self.counted().count;
         let held = count.get();
-        if held == 1 {
-            // The last count: `free` gives it up (a state that goes to the cache needs no
-            // count of zero written, so the usual drop writes nothing here).
-            // SAFETY: no other handle can reach the state.
-            unsafe { free(self.ptr) }
-        } else {
+        if held != 1 {
             count.set(held - 1);
+            return;
+        }
+        let keys = thread::usual_keys();
+        // SAFETY: `usual_keys` always points at live keys.
+        if self.owner_and_state.word() == unsafe { (*keys).dead() } {
+            // SAFETY: the key matched: `keys` are those of this thread's live state, and
+            // the greenlet, of this thread, has finished. This is its last handle.
+            unsafe { free_finished(UsualKeys::thread_state(keys), self.ptr) }
+        } else {
+            // SAFETY: the last handle, not used again.
+            unsafe { drop_last(self.ptr) }
         }
     }
+}
+
+/// The last handle's drop but for a finished greenlet of a thread whose state is alive:
+/// kills the greenlet if it is suspended, then frees it, unless the kill left it other
+/// handles (a greenlet may make some while it dies).
+///
+/// # Safety
+///
+/// `ptr` is the allocation of the handle being dropped, which is the last one and is not
+/// used again.
+#[cold]
+#[inline(never)]
+unsafe fn drop_last(ptr: NonNull<Counted>) {
+    // The handle being dropped, borrowed by the kill, which does not drop it.
+    let handle = ManuallyDrop::new(Greenlet {
+        inner: Shared { ptr },
+    });
+    crate::kill::kill_if_suspended(&handle);
+    let count = &handle.inner.counted().count;
+    let held = count.get();
+    if held == 1 {
+        // SAFETY: the caller's contract: no other handle can reach the state.
+        unsafe { free(ptr) }
+    } else {
+        count.set(held - 1);
+    }
+}
+
+/// [`free`] for a finished greenlet of this thread, whose last handle is being dropped
+/// while the thread's state (`ts`) is alive: the usual free, without the tests that `free`
+/// makes first. A finished greenlet is not running, and its closure is gone (its entry
+/// took it first), so that it is bare (see [`Inner::is_bare`]) unless it has extras.
+///
+/// # Safety
+///
+/// As for [`free`]; and the state's word is `ts`'s key for a dead greenlet.
+#[inline(never)]
+unsafe fn free_finished(ts: &ThreadState, ptr: NonNull<Counted>) {
+    // SAFETY: the allocation is alive (the caller's contract); only its address is taken.
+    let inner = unsafe { &raw const (*ptr.as_ptr()).inner };
+    debug_assert!(!ptr::eq(ts.current_address(), inner));
+    // SAFETY: as above.
+    debug_assert!(unsafe { (*inner).fields.run.is_empty() });
+    ts.forget_finished(inner);
+    // SAFETY: as above.
+    if unsafe { (*inner).fields.extras().is_some() } {
+        // SAFETY: as above; the thread state does not point at the state any more.
+        return unsafe { free_in_full(ts, ptr) };
+    }
+    // SAFETY: as above; the state is bare.
+    let parent = unsafe { Inner::take_parent_of_bare(inner) };
+    debug_assert!(
+        parent.is_some(),
+        "greenlet: a finished greenlet without a parent"
+    );
+    // SAFETY: only a main greenlet has no parent, and a main greenlet's word never matches
+    // the key for a finished one of a live thread state (the caller's contract): it is
+    // stored as dead only at its thread's teardown, once that key is out of reach.
+    let parent = unsafe { parent.unwrap_unchecked() };
+    // SAFETY: as above; the parent is moved out.
+    unsafe { give_bare(ts, ptr, Some(parent)) }
 }
 
 /// Drops the state of an allocation whose last handle is being dropped (its count still
@@ -417,7 +489,19 @@ unsafe fn free(ptr: NonNull<Counted>) {
         return unsafe { free_in_full(ts, ptr) };
     }
     // SAFETY: as above; the state is bare.
-    match unsafe { Inner::take_parent_of_bare(inner) } {
+    unsafe { give_bare(ts, ptr, Inner::take_parent_of_bare(inner)) }
+}
+
+/// The end of [`free`] and [`free_finished`] for a bare state (see [`Inner::is_bare`]):
+/// drops its `parent` handle, moved out of it, and gives the allocation to the cache.
+///
+/// # Safety
+///
+/// As for [`free`]; the state in `ptr` is bare, its parent moved out, and the thread
+/// state (`ts`) does not point at it any more.
+#[inline(always)]
+unsafe fn give_bare(ts: &ThreadState, ptr: NonNull<Counted>, parent: Option<Greenlet>) {
+    match parent {
         Some(parent) if Shared::count(&parent.inner) > 1 => {
             let parent = ManuallyDrop::new(parent);
             // SAFETY: the count is above one; the pointer is moved out of a handle that is
@@ -608,5 +692,45 @@ mod tests {
         let second = Greenlet::new(|_| Ok(1));
         assert_eq!(Shared::as_ptr(&second.inner), address);
         assert_eq!(second.switch(()).unwrap().downcast::<i32>().unwrap(), 1);
+    }
+
+    /// The last handle of a finished greenlet is freed on the usual path whether switches
+    /// are full or not (here, with a trace hook), and with its parent's count given back;
+    /// a finished greenlet with extras (a name) is dropped in full, then reused too.
+    #[test]
+    #[cfg_attr(miri, ignore = "switches stacks in assembly")]
+    fn finished_greenlets_are_freed_and_reused_with_or_without_full_switches() {
+        if running_on_valgrind() {
+            // No cache there (see `BlockCache::new`): the allocator decides.
+            return;
+        }
+        let main = Greenlet::main();
+        let parent_count = Shared::count(&main.inner);
+        for traced in [false, true] {
+            let previous = crate::trace::settrace(
+                traced.then(|| -> crate::trace::Tracer { Box::new(|_, _, _| Ok(())) }),
+            );
+            let ts = thread::state().unwrap();
+            assert_eq!(ts.switches_in_full(), traced);
+            for named in [false, true] {
+                let builder = crate::Builder::new();
+                let builder = if named {
+                    builder.name("named")
+                } else {
+                    builder
+                };
+                let first = builder.build(|_| Ok(7));
+                assert_eq!(Shared::count(&main.inner), parent_count + 1);
+                assert_eq!(first.switch(()).unwrap().downcast::<i32>().unwrap(), 7);
+                assert!(first.is_dead());
+                let address = Shared::as_ptr(&first.inner);
+                drop(first);
+                assert_eq!(Shared::count(&main.inner), parent_count);
+                let second = Greenlet::new(|_| Ok(()));
+                assert_eq!(Shared::as_ptr(&second.inner), address);
+                assert_eq!(second.name(), None);
+            }
+            crate::trace::settrace(previous);
+        }
     }
 }

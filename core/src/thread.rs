@@ -89,9 +89,16 @@ pub(crate) struct ThreadState {
 /// greenlet holds either, and the switch leaves the usual path at the same comparison.
 /// Atomic only so that the placeholder can be a `static`; relaxed loads and stores are
 /// plain moves, and only the owner thread touches a thread state's.
+///
+/// With them, the word of a finished greenlet of this thread, `dead`: the last handle's
+/// drop tests for it, and frees such a greenlet on a usual path of its own (see
+/// `crate::shared`). That one is set once, and kept while switches are full (freeing a
+/// finished greenlet needs none of what they are for), but not before the thread's state
+/// exists or after its teardown.
 pub(crate) struct UsualKeys {
     suspended: AtomicU64,
     unstarted: AtomicU64,
+    dead: AtomicU64,
 }
 
 /// A word no greenlet ever holds: serial 0 (serials start at 1) and state bits `Running`
@@ -104,6 +111,7 @@ const _: () = assert!(offset_of!(ThreadState, usual) == 0);
 static NO_USUAL_SWITCH: UsualKeys = UsualKeys {
     suspended: AtomicU64::new(NEVER_HELD),
     unstarted: AtomicU64::new(NEVER_HELD),
+    dead: AtomicU64::new(NEVER_HELD),
 };
 
 impl UsualKeys {
@@ -117,6 +125,13 @@ impl UsualKeys {
     #[inline(always)]
     pub(crate) fn unstarted(&self) -> u64 {
         self.unstarted.load(Ordering::Relaxed)
+    }
+
+    /// The word of a finished greenlet of this thread, whose last handle's drop frees it
+    /// on the usual path.
+    #[inline(always)]
+    pub(crate) fn dead(&self) -> u64 {
+        self.dead.load(Ordering::Relaxed)
     }
 
     fn set(&self, suspended: u64, unstarted: u64) {
@@ -195,6 +210,7 @@ impl ThreadState {
             usual: UsualKeys {
                 suspended: AtomicU64::new(OwnerAndState::key(serial, State::Suspended)),
                 unstarted: AtomicU64::new(OwnerAndState::key(serial, State::Unstarted)),
+                dead: AtomicU64::new(OwnerAndState::key(serial, State::Dead)),
             },
             finished: Cell::new(ptr::null()),
         }
