@@ -257,14 +257,8 @@ impl ValueTable {
     /// `address` was returned by [`ValueTable::address`].
     #[inline(always)]
     pub(crate) unsafe fn from_address(address: usize) -> ValueTable {
-        // SAFETY: the caller's contract: the address of a `'static` table, exposed, so not
-        // null. Said to the compiler, which then knows that the `Option<Value>` a switch
-        // returns is `Some` once the handoff tag is tested (it tested for null again).
-        unsafe {
-            let table = ptr::with_exposed_provenance::<VTable>(address);
-            std::hint::assert_unchecked(!table.is_null());
-            ValueTable(&*table)
-        }
+        // SAFETY: the caller's contract: the address of a `'static` table, exposed.
+        ValueTable(unsafe { &*ptr::with_exposed_provenance::<VTable>(address) })
     }
 }
 
