@@ -72,11 +72,11 @@
 //!              +------------------+  <- GuardedStack::top(), 16-byte aligned
 //!    top -  8  | 0 (unused)       |
 //!    top - 16  | data             |  [`AsmContext::set_data`] rewrites this word
-//!    top - 24  | trampoline + 1   |  `entry`'s return address <- rsp inside `trampoline`
+//!    top - 24  | trampoline + 4   |  `entry`'s return address <- rsp inside `trampoline`
 //!              +------------------+
 //!    top - 32  | rbx = entry      |
 //!    top - 40  | trampoline addr  |  "resume address": the first switch jumps here
-//!    top - 48  | rbp = link word  |  the address of a word that points at `TERMINAL_FRAME`
+//!    top - 48  | (rbp: unwritten) |  popped, then set by the trampoline: not written
 //!              +------------------+  <- initial AsmContext::sp = top - 24 - 24 = top - 48
 //! ```
 //!
@@ -91,11 +91,12 @@
 //! written by `new`. `entry` never returns, so nothing at or above top - 24 is ever
 //! popped, or written by the code that runs on the stack.
 //!
-//! That return address is `trampoline + 1`, inside the trampoline's first instruction,
-//! where nothing ever returns to. It lets every unwinder find the trampoline's CFI: those
-//! that look up a return address's row at the byte before it find the trampoline's first
-//! byte, and those that look it up at the address itself, as GDB does for a signal frame
-//! (see below), find its second. Both lie in the one row the trampoline's CFI has.
+//! That return address is `trampoline + 4`, inside the trampoline's second instruction,
+//! where nothing ever returns to (a test checks the two instructions' bytes). It lets
+//! every unwinder find the row of the trampoline's CFI that holds once rbp is the
+//! context: those that look up a return address's row at the byte before it find the
+//! second instruction's first byte, and those that look it up at the address itself, as
+//! GDB does for a signal frame (see below), find its second byte. Both lie in that row.
 //!
 //! [`AsmContext::restart`] makes an exited context new again in place: the run that
 //! exited wrote nothing at or above top - 24, so it writes the switch frame, `data` and
@@ -128,9 +129,11 @@
 //! CFI that describes it once the context is suspended. (An unwinder stopped *inside*
 //! the dozen instructions of a switch, by a sampling profiler for instance, sees the
 //! enclosing function's CFI and may misplace that one frame; corosensei has the same
-//! window. So has the first instruction of the trampoline, before rbp holds the context's
-//! address: the switch frame gives rbp the address of a word that points at
-//! `TERMINAL_FRAME`, which ends the unwind there.)
+//! window.) The trampoline's first instruction, which points rbp at the context, has a
+//! row of its own that reads the link through rdx instead, which holds the context's
+//! address from the switch on: so the switch frame's rbp slot is never written (popped
+//! into rbp, its value is overwritten before anything reads it), one store and one load
+//! less per start.
 //!
 //! This chain only ever names suspended frames: the context that resumed us has been
 //! suspended since, and so has the one that resumed it, back to the thread's stack.
@@ -147,7 +150,7 @@
 //! current one looks like. It also changes where unwinders look up unwind info: the
 //! resumer's frame is looked up at its exact resume address rather than the byte before,
 //! and GDB does the same for the trampoline's own frame, which is why `entry`'s return
-//! address is one byte into the trampoline rather than at its start (see above).
+//! address is inside the trampoline's second instruction (see above).
 //! The resume address is the first instruction after the switch's block, inside the same
 //! function (the block has outputs, so code follows it), and the byte before it is
 //! inside the block, where the function's CFI is the same: either lookup finds the
@@ -196,7 +199,7 @@ pub struct AsmContext {
     /// offset 0, with no tag in front. With `return_address`, the bottom frame record of
     /// the context's rbp chain.
     link: NonNull<u8>,
-    /// `trampoline + 1`: the return-address half of the frame record above.
+    /// `trampoline + 4`: the return-address half of the frame record above.
     return_address: usize,
     /// Where the switch frame of the suspended context is; null for a thread context
     /// that has never been switched away from.
@@ -219,8 +222,8 @@ const _: () = assert!(offset_of!(AsmContext, return_address) == 8);
 /// Bytes in a switch frame: saved rbp, resume address, saved rbx.
 const SWITCH_FRAME: usize = 3 * 8;
 /// Word offsets, from a switch frame's start, of the slots `new` fills. The frame record
-/// {rbp, resume address} starts at word 0, so a link points at the frame itself.
-const RBP_WORD: usize = 0;
+/// {rbp, resume address} starts at word 0, so a link points at the frame itself; a new
+/// context's rbp slot is not written (see the module docs).
 const RESUME_WORD: usize = 1;
 const RBX_WORD: usize = 2;
 /// Bytes above the initial switch frame: an unused word, data, `entry`'s return address.
@@ -244,14 +247,17 @@ const _: () = assert!((TOP_RETURN - TOP_DATA) * 8 == 8);
 /// so all three must exist.
 static TERMINAL_FRAME: [usize; SWITCH_FRAME / 8] = [0; SWITCH_FRAME / 8];
 
-/// What rbp holds in a new context until its `trampoline` points it at the context: the
-/// address of this word, which reads, as a context's link would, `TERMINAL_FRAME`.
-static TERMINAL_LINK: &[usize; SWITCH_FRAME / 8] = &TERMINAL_FRAME;
-
+/// The bytes of `trampoline`'s first instruction, `mov rbp, rdx`, after which its CFI
+/// reads the link through rbp rather than rdx.
+const TRAMPOLINE_FIRST_LEN: usize = 3;
 /// `entry`'s return address, and the return-address half of the bottom frame record of
-/// every context: one byte into `trampoline` (see the module docs).
+/// every context: one byte into `trampoline`'s second instruction, `mov rsi, [rsp + 8]`
+/// (see the module docs).
+const TRAMPOLINE_RETURN_OFFSET: usize = TRAMPOLINE_FIRST_LEN + 1;
+
+/// See [`TRAMPOLINE_RETURN_OFFSET`].
 fn trampoline_return_address() -> usize {
-    trampoline as *const () as usize + 1
+    trampoline as *const () as usize + TRAMPOLINE_RETURN_OFFSET
 }
 
 /// The second half of a switch, shared by [`AsmContext::switch`] and
@@ -275,8 +281,9 @@ macro_rules! resume_rdx {
 }
 
 /// Writes, below `top`, what the first switch into a context reads: a switch frame that
-/// resumes in `trampoline` with `entry` in the rbx slot, and `data` (the address the
-/// trampoline hands `entry`) above it; returns the context's `sp`. `new` and `restart`
+/// resumes in `trampoline` with `entry` in the rbx slot (its rbp slot unwritten: see the
+/// module docs), and `data` (the address the trampoline hands `entry`) above it; returns
+/// the context's `sp`. `new` and `restart`
 /// both write these words: a context's run overwrites the switch frame, and `restart` may
 /// be given other data (see the module docs).
 ///
@@ -290,7 +297,6 @@ unsafe fn write_start_frame(top: *mut usize, entry: EntryFn, data: usize) -> *mu
     unsafe {
         let frame = top.sub((TOP_RESERVED + SWITCH_FRAME) / 8);
         top.sub(TOP_DATA).write(data);
-        frame.add(RBP_WORD).write(&raw const TERMINAL_LINK as usize);
         frame
             .add(RESUME_WORD)
             .write(trampoline as *const () as usize);
@@ -302,31 +308,32 @@ unsafe fn write_start_frame(top: *mut usize, entry: EntryFn, data: usize) -> *mu
 /// The bottom frame of every context: enters `entry(value, data)`, which never returns.
 ///
 /// Never called: the first switch into a new context jumps into it with rsp at top - 24,
-/// rdi = the value switched in, rdx = the context, rbx = entry and rbp = the address of
-/// `TERMINAL_LINK` (see the module docs).
+/// rdi = the value switched in, rdx = the context, rbx = entry and rbp = whatever the
+/// switch frame's unwritten slot held (see the module docs).
 #[unsafe(naked)]
 unsafe extern "sysv64" fn trampoline() {
     naked_asm!(
         ".cfi_startproc",
         ".cfi_signal_frame",
-        // The caller (the resumer) has CFA = [rbp] + 24, so:
+        // The caller (the resumer) has CFA = [context] + 24. At the first instruction,
+        // the context's address is in rdx (the switch left it there), so:
         //   0x0f        DW_CFA_def_cfa_expression
         //   5           length of the expression in bytes
-        //   0x76 0x00   DW_OP_breg6 (rbp) + 0: the context's address
+        //   0x71 0x00   DW_OP_breg1 (rdx) + 0: the context's address
         //   0x06        DW_OP_deref: its link (its first field), the resumer's switch frame
         //   0x23 0x18   DW_OP_plus_uconst 24: past its three words, to the resumer's CFA
-        // rbp keeps the context's address from the first instruction on (the functions
-        // `entry` calls save and restore it), so this one rule holds everywhere.
-        ".cfi_escape 0x0f, 5, 0x76, 0x00, 0x06, 0x23, 0x18",
+        ".cfi_escape 0x0f, 5, 0x71, 0x00, 0x06, 0x23, 0x18",
         // The resumer's registers, where its switch frame keeps them below that CFA.
         ".cfi_offset rbx, -8",
         ".cfi_offset rip, -16",
         ".cfi_offset rbp, -24",
-        // The context, in rdx since the switch, is where the unwinder finds the link;
-        // for frame-pointer walkers, its first two words are the frame record {link,
-        // trampoline + 1} -> the resumer. (An instruction longer than one byte: `entry`'s
-        // return address points inside it, see the module docs.)
+        // For frame-pointer walkers, the context's first two words are the frame record
+        // {link, trampoline + 4} -> the resumer.
         "mov rbp, rdx",
+        // From here on, the same through rbp (0x76: DW_OP_breg6), which keeps the
+        // context's address (the functions `entry` calls save and restore it): the row
+        // `entry`'s return address, inside the next instruction, finds.
+        ".cfi_escape 0x0f, 5, 0x76, 0x00, 0x06, 0x23, 0x18",
         "mov rsi, [rsp + 8]",
         // Into `entry` as a call would, but without one (see the module docs): its return
         // address is at rsp already.
@@ -485,5 +492,29 @@ unsafe impl Context for AsmContext {
 
     unsafe fn into_stack(self) -> Option<GuardedStack> {
         self.stack
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `entry`'s return address must lie inside the trampoline's second instruction, in the
+    /// CFI row that reads the link through rbp (see the module docs): the instructions are
+    /// the ones the offsets assume.
+    #[test]
+    fn entrys_return_address_lies_inside_the_trampolines_second_instruction() {
+        // SAFETY: the trampoline's code is mapped and readable; 8 bytes lie within it.
+        let code = unsafe { (trampoline as *const () as *const [u8; 8]).read() };
+        // mov rbp, rdx
+        assert_eq!(code[..TRAMPOLINE_FIRST_LEN], [0x48, 0x89, 0xd5]);
+        // mov rsi, [rsp + 8]: five bytes, the return address one byte into them.
+        assert_eq!(code[TRAMPOLINE_FIRST_LEN..], [0x48, 0x8b, 0x74, 0x24, 0x08]);
+        assert!(TRAMPOLINE_RETURN_OFFSET > TRAMPOLINE_FIRST_LEN);
+        assert!(TRAMPOLINE_RETURN_OFFSET < TRAMPOLINE_FIRST_LEN + 5);
+        assert_eq!(
+            trampoline_return_address() - trampoline as *const () as usize,
+            TRAMPOLINE_RETURN_OFFSET
+        );
     }
 }
