@@ -255,6 +255,11 @@ const TRAMPOLINE_FIRST_LEN: usize = 3;
 /// (see the module docs).
 const TRAMPOLINE_RETURN_OFFSET: usize = TRAMPOLINE_FIRST_LEN + 1;
 
+const _: () = assert!(
+    TRAMPOLINE_RETURN_OFFSET > TRAMPOLINE_FIRST_LEN
+        && TRAMPOLINE_RETURN_OFFSET < TRAMPOLINE_FIRST_LEN + 5
+);
+
 /// See [`TRAMPOLINE_RETURN_OFFSET`].
 fn trampoline_return_address() -> usize {
     trampoline as *const () as usize + TRAMPOLINE_RETURN_OFFSET
@@ -510,8 +515,6 @@ mod tests {
         assert_eq!(code[..TRAMPOLINE_FIRST_LEN], [0x48, 0x89, 0xd5]);
         // mov rsi, [rsp + 8]: five bytes, the return address one byte into them.
         assert_eq!(code[TRAMPOLINE_FIRST_LEN..], [0x48, 0x8b, 0x74, 0x24, 0x08]);
-        assert!(TRAMPOLINE_RETURN_OFFSET > TRAMPOLINE_FIRST_LEN);
-        assert!(TRAMPOLINE_RETURN_OFFSET < TRAMPOLINE_FIRST_LEN + 5);
         assert_eq!(
             trampoline_return_address() - trampoline as *const () as usize,
             TRAMPOLINE_RETURN_OFFSET
