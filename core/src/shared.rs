@@ -216,9 +216,10 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Moves the state `make` returns into an allocation (one from `cache` if it has one,
-    /// whose count says 1 already) with a count of one. The context is what the allocation holds: none in a new one,
-    /// none or the exited context a finished greenlet left in a cached one, for the new
-    /// greenlet to reuse its stack (see the module docs). Writing the rest alone leaves it
+    /// whose count says 1 already) with a count of one. The context is what the
+    /// allocation holds: none in a new one, none or the exited context a finished
+    /// greenlet left in a cached one, for the new greenlet to reuse its stack (see the
+    /// module docs). Writing the rest alone leaves it
     /// where it is (moved out and back, it was copied through the stack).
     ///
     /// The allocation is found first and the state made straight into it: a state made

@@ -698,7 +698,7 @@ unsafe fn release(origin: *const Inner) {
 #[inline(never)]
 unsafe fn release_orphan(origin: *const Inner) {
     // Its last handle, made and dropped: a suspended greenlet is killed by the drop, a
-    // finished one freed (see `Greenlet`'s `Drop`).
+    // finished one freed (see `Shared`'s `Drop`).
     // SAFETY: the caller's contract.
     drop(Greenlet {
         inner: unsafe { Shared::new_handle(origin) },
