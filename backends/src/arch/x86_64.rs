@@ -141,7 +141,7 @@
 //! going away, so `exit` points the target's link at `TERMINAL_FRAME`, a switch frame
 //! of zeros whose resume address 0 ends every unwind.
 //!
-//! The link and the word after it in the context, `trampoline + 1`, form a frame record
+//! The link and the word after it in the context, `trampoline + 4`, form a frame record
 //! {link, return address}: rbp pointing at the context continues the rbp chain into the
 //! resumer's switch frame, for profilers that walk frame pointers instead of reading CFI.
 //!
